@@ -1,0 +1,5 @@
+import sys
+
+from kulak.cli import main
+
+sys.exit(main())

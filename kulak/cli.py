@@ -1,0 +1,257 @@
+"""The ``kulak`` command line. Only this module configures logging handlers."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from kulak import __version__
+from kulak.config import Config, iter_settings, load_config
+from kulak.errors import ConfigError, InputFileError, KulakError
+from kulak.pipeline import (
+    RunResult,
+    brands_from_config,
+    build_collectors,
+    collect_all,
+    load_configured_scorer,
+    open_database,
+    run_once,
+    score_pending,
+    store_batch,
+    CollectStats,
+)
+from listener.brands import BrandMatcher
+
+log = logging.getLogger("kulak")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kulak", description="Self-hosted social-media listening and sentiment.")
+    p.add_argument("--version", action="version", version=f"kulak {__version__}")
+    p.add_argument("--config", type=Path, help="TOML config file (default: ./config.toml when present)")
+    p.add_argument("--data-dir", help="where the database and model cache live (data_dir)")
+    p.add_argument("--database-url", help="SQLAlchemy URL (database.url)")
+    p.add_argument("--model", help="'default', a Hugging Face model id or a checkpoint directory (model.name)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any setting, e.g. model.batch_size=64")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="collect, score and summarize on a schedule (Ctrl-C stops)")
+    run.add_argument("--once", action="store_true", help="one round, print the summary, exit")
+
+    imp = sub.add_parser("import", help="import mentions from a JSONL or CSV export")
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--no-score", action="store_true", help="store only; score on the next run")
+
+    score = sub.add_parser("score", help="score the 'text' column of a TSV/CSV/JSONL file")
+    score.add_argument("file", type=Path)
+    score.add_argument("-o", "--output", type=Path, required=True, help="output file (.tsv, .csv or .jsonl)")
+
+    ev = sub.add_parser("eval", help="macro-recall and macro-F1 on labelled files (text + label columns)")
+    ev.add_argument("files", type=Path, nargs="+")
+    ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    tr = sub.add_parser("train-sentiment", help="train the default model's sentiment head")
+    tr.add_argument("--data", type=Path, default=Path("../shared/data"), help="labelled data root (has sentiment/)")
+    tr.add_argument("-o", "--output", type=Path, default=None, help="head file to write (default: the bundled head)")
+    tr.add_argument("--english-limit", type=int, default=24_000, help="English tweets sampled for training")
+
+    cfg = sub.add_parser("config", help="show the effective settings (secrets masked)")
+    cfg.add_argument("--docs", action="store_true", help="print the settings as a Markdown table")
+    return p
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}.")
+        out[key.strip()] = value
+    for flag, key in (("data_dir", "data_dir"), ("database_url", "database.url"), ("model", "model.name")):
+        if getattr(args, flag) is not None:
+            out[key] = getattr(args, flag)
+    return out
+
+
+def _setup_logging(cfg: Config, verbose: int) -> None:
+    level = {0: cfg.log_level.upper(), 1: "INFO"}.get(verbose, "DEBUG")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def print_run(result: RunResult) -> None:
+    """Print what a run did and the per-brand summary."""
+    from reports.summary import render_summary
+
+    for s in result.collected:
+        print(f"{s.source}: {s.seen} posts read, {s.new} new mentions stored, {s.unmatched} without a brand")
+    print(f"scored {result.scored} mentions\n")
+    competitors = {b.name for b in result.brands if b.competitor}
+    print(render_summary(result.summaries, competitors=competitors, model=result.model))
+    sys.stdout.flush()
+
+
+def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
+    db = open_database(cfg)
+    scorer = load_configured_scorer(cfg)
+    try:
+        if args.once:
+            print_run(run_once(cfg, db=db, scorer=scorer))
+            return 0
+        from kulak.scheduler import run_forever
+
+        print(f"kulak collecting every {cfg.schedule.interval_seconds}s; press Ctrl-C to stop.", flush=True)
+        run_forever(cfg, db=db, scorer=scorer, on_result=print_run)
+        print("kulak stopped cleanly.", flush=True)
+        return 0
+    finally:
+        db.dispose()
+
+
+def cmd_import(cfg: Config, args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from listener.files import FileImporter
+
+    importer = FileImporter(args.file, source=cfg.import_.source, columns=asdict(cfg.import_.columns))
+    parsed = importer.parse()  # the whole file is validated before anything is stored
+    db = open_database(cfg)
+    try:
+        stats = CollectStats(source=importer.name)
+        matcher = BrandMatcher(brands_from_config(cfg))
+        from listener.base import Batch
+
+        store_batch(db, Batch(parsed.mentions, cursor=None, skipped=parsed.skipped), source=importer.name, matcher=matcher, stats=stats)
+        for line in stats.skipped[:20]:
+            print(f"skipped {args.file}: {line}", file=sys.stderr)
+        if len(stats.skipped) > 20:
+            print(f"... and {len(stats.skipped) - 20} more skipped rows", file=sys.stderr)
+        print(
+            f"{args.file}: {stats.seen} rows read, {stats.new} new mentions stored, "
+            f"{stats.seen - stats.new - stats.unmatched} already stored, {stats.unmatched} without a brand, "
+            f"{len(stats.skipped)} bad rows skipped"
+        )
+        if stats.new and not args.no_score:
+            print(f"scored {score_pending(db, load_configured_scorer(cfg))} mentions")
+    finally:
+        db.dispose()
+    return 0
+
+
+def cmd_score(cfg: Config, args: argparse.Namespace) -> int:
+    from sentiment.datasets import file_format, read_table
+
+    fmt = file_format(args.output)
+    table = read_table(args.file)
+    scores = load_configured_scorer(cfg).score(table.texts())
+    columns = [*table.columns, "sentiment", "negative", "neutral", "positive"]
+    rows = [
+        {**row, "sentiment": s.label, "negative": f"{s.negative:.4f}", "neutral": f"{s.neutral:.4f}", "positive": f"{s.positive:.4f}"}
+        for row, s in zip(table.rows, scores)
+    ]
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    with args.output.open("w", encoding="utf-8", newline="") as fh:
+        if fmt == "jsonl":
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        else:
+            delim = "\t" if fmt == "tsv" else ","
+            quoting = csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL
+            writer = csv.DictWriter(fh, fieldnames=columns, delimiter=delim, quoting=quoting, escapechar="\\")
+            writer.writeheader()
+            writer.writerows(rows)
+    print(f"wrote {len(rows)} scored rows to {args.output}")
+    return 0
+
+
+def cmd_eval(cfg: Config, args: argparse.Namespace) -> int:
+    from sentiment.evaluate import evaluate_files, render_table
+
+    scorer = load_configured_scorer(cfg)
+    results = evaluate_files(scorer, args.files)
+    if args.json:
+        print(json.dumps([r.as_dict() for r in results], indent=2))
+    else:
+        print(f"model: {scorer.model_id} ({scorer.model_version})\n")
+        print(render_table(results))
+    return 0
+
+
+def cmd_train(cfg: Config, args: argparse.Namespace) -> int:
+    from sentiment.e5 import ensure_e5_checkpoint
+    from sentiment.encoder import Encoder
+    from sentiment.scorer import BUNDLED_HEAD
+    from sentiment.train import TrainSettings, default_train_files, default_val_files, train_sentiment
+
+    root: Path = args.data
+    train_files, val_files = default_train_files(root), default_val_files(root)
+    missing = [str(p) for p in train_files + val_files if not p.is_file()]
+    if missing:
+        raise InputFileError(f"training data not found: {', '.join(missing[:3])}. Point --data at the data root.")
+    checkpoint = ensure_e5_checkpoint(cfg.data_dir / "models")
+    encoder = Encoder.from_pretrained(checkpoint, max_length=cfg.model.max_length)
+    head, val = train_sentiment(
+        encoder,
+        train_files=train_files,
+        val_files=val_files,
+        cache_dir=cfg.data_dir / "cache" / "embeddings",
+        encoder_tag=checkpoint.name,
+        settings=TrainSettings(english_limit=args.english_limit),
+    )
+    out = args.output or BUNDLED_HEAD
+    head.save(out)
+    for name, value in val.items():
+        print(f"  validation macro-recall {name:<24} {value:.4f}")
+    print(f"wrote sentiment head to {out} ({out.stat().st_size / 1024:.0f} KiB)")
+    return 0
+
+
+def cmd_config(cfg: Config, args: argparse.Namespace) -> int:
+    if args.docs:
+        print("| key | environment | default | meaning |\n|---|---|---|---|")
+        for info in iter_settings():
+            default = "" if info.default is None else str(info.default)
+            print(f"| `{info.key}` | `{info.env_var}` | `{default}` | {info.help} |")
+        return 0
+    for info in iter_settings():
+        value: object = cfg
+        for part in info.key.split("."):
+            value = getattr(value, "import_" if part == "import" else part)
+        print(f"{info.key} = {'********' if info.secret and value is not None else value!r}")
+    for brand in brands_from_config(cfg):
+        print(f"brand {brand.name!r}: aliases={list(brand.aliases)} handles={list(brand.handles)} competitor={brand.competitor}")
+    return 0
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "import": cmd_import,
+    "score": cmd_score,
+    "eval": cmd_eval,
+    "train-sentiment": cmd_train,
+    "config": cmd_config,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``kulak`` console script; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        cfg = load_config(args.config, overrides=_overrides(args))
+        _setup_logging(cfg, args.verbose)
+        return COMMANDS[args.command](cfg, args)
+    except KulakError as exc:
+        print(f"kulak: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("kulak: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""Wiring: collectors → brand matching → storage → scoring → summary."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from kulak.config import Config
+from kulak.errors import ConfigError
+from kulak.progress import progress
+from listener.base import Batch, Collector
+from listener.brands import Brand, BrandMatcher
+from listener.demo import DEMO_BRANDS, DemoCollector, DemoSettings
+from sentiment.scorer import Scorer, load_scorer
+from storage import repository as repo
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+SCORE_CHUNK = 256  # mentions per scoring transaction: a crash loses at most one chunk of work
+
+
+@dataclass
+class CollectStats:
+    """What one collection from one source did."""
+
+    source: str
+    seen: int = 0
+    new: int = 0
+    unmatched: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+
+def brands_from_config(cfg: Config) -> tuple[Brand, ...]:
+    """Configured brands, or the demo's fictional brands when none are configured."""
+    if not cfg.brands:
+        return DEMO_BRANDS
+    return tuple(Brand(b.name, b.aliases, b.handles, b.competitor) for b in cfg.brands)
+
+
+def build_collectors(cfg: Config) -> dict[str, Collector]:
+    """The enabled collectors by name."""
+    collectors: dict[str, Collector] = {}
+    if cfg.demo.enabled:
+        try:
+            start = datetime.fromisoformat(cfg.demo.start.replace("Z", "+00:00"))
+        except ValueError:
+            raise ConfigError(f"demo.start {cfg.demo.start!r} is not an ISO 8601 time (e.g. 2026-11-02T00:00:00Z).") from None
+        settings = DemoSettings(
+            seed=cfg.demo.seed,
+            posts_per_hour=cfg.demo.posts_per_hour,
+            step=timedelta(minutes=cfg.demo.step_minutes),
+            start=start if start.tzinfo else start.replace(tzinfo=UTC),
+        )
+        collectors["demo"] = DemoCollector(settings)
+    return collectors
+
+
+def open_database(cfg: Config) -> Database:
+    """Open and migrate the configured database."""
+    db = Database(cfg.database_url)
+    db.migrate()
+    return db
+
+
+def load_configured_scorer(cfg: Config) -> Scorer:
+    """The scorer named by ``model.name`` (the bundled model by default)."""
+    head = Path(cfg.model.head) if cfg.model.head else None
+    return load_scorer(
+        cfg.model.name,
+        cache_dir=cfg.data_dir / "models",
+        head_path=head,
+        batch_size=cfg.model.batch_size,
+        max_length=cfg.model.max_length,
+    )
+
+
+def store_batch(db: Database, batch: Batch, *, source: str, matcher: BrandMatcher, stats: CollectStats) -> None:
+    """Store one batch's brand-matched mentions and its cursor in a single transaction."""
+    matched = []
+    for mention in batch.mentions:
+        brands = matcher.match(mention.text)
+        if brands:
+            matched.append((mention, brands))
+        else:
+            stats.unmatched += 1
+    cursor = (source, batch.query, batch.cursor) if batch.cursor is not None else None
+    with db.transaction() as session:
+        stats.new += repo.store_mentions(session, matched, cursor=cursor)
+    stats.seen += len(batch.mentions)
+    stats.skipped.extend(batch.skipped)
+
+
+def collect(db: Database, collector: Collector, matcher: BrandMatcher) -> CollectStats:
+    """Run one collection: every batch the collector yields after its stored cursor."""
+    stats = CollectStats(source=collector.name)
+    with db.transaction() as session:
+        cursor = repo.get_cursor(session, collector.name)
+    for batch in progress(collector.collect(cursor), desc=f"collecting {collector.name}", unit="batch"):
+        store_batch(db, batch, source=collector.name, matcher=matcher, stats=stats)
+    log.info("%s: %d seen, %d new, %d without a brand", collector.name, stats.seen, stats.new, stats.unmatched)
+    return stats
+
+
+def score_pending(db: Database, scorer: Scorer, *, chunk: int = SCORE_CHUNK) -> int:
+    """Score every stored mention that has no score from this model version yet."""
+    done = 0
+    while True:
+        with db.transaction() as session:
+            pending = repo.unscored_mentions(
+                session, model_id=scorer.model_id, model_version=scorer.model_version, limit=chunk
+            )
+        if not pending:
+            return done
+        scores = scorer.score([m.text for m in pending])
+        with db.transaction() as session:
+            repo.save_scores(
+                session,
+                [(m.id, s) for m, s in zip(pending, scores)],
+                model_id=scorer.model_id,
+                model_version=scorer.model_version,
+            )
+        done += len(pending)
+        log.info("scored %d mentions so far", done)
+
+
+def collect_all(db: Database, collectors: Mapping[str, Collector], brands: Iterable[Brand]) -> list[CollectStats]:
+    """Collect once from each collector."""
+    matcher = BrandMatcher(brands)
+    return [collect(db, c, matcher) for c in collectors.values()]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What ``kulak run --once`` did and found."""
+
+    collected: list[CollectStats]
+    scored: int
+    summaries: list[repo.BrandSummary]
+    model: str
+    brands: tuple[Brand, ...]
+
+
+def run_once(cfg: Config, *, db: Database, scorer: Scorer, collectors: Mapping[str, Collector] | None = None) -> RunResult:
+    """Collect from every enabled source, score what is new, and summarize per brand."""
+    brands = brands_from_config(cfg)
+    stats = collect_all(db, collectors if collectors is not None else build_collectors(cfg), brands)
+    scored = score_pending(db, scorer)
+    since = datetime.now(UTC) - timedelta(hours=cfg.report.window_hours) if cfg.report.window_hours else None
+    with db.transaction() as session:
+        summaries = repo.brand_summaries(
+            session,
+            model_id=scorer.model_id,
+            model_version=scorer.model_version,
+            top_n=cfg.report.top_negative,
+            since=since,
+        )
+    return RunResult(stats, scored, summaries, f"{scorer.model_id} ({scorer.model_version})", brands)

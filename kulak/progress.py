@@ -1,0 +1,15 @@
+"""Progress bars for long work: shown on a terminal, silent when output is redirected."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def progress(items: Iterable[T], *, total: int | None = None, desc: str, unit: str = "it") -> Iterator[T]:
+    """Wrap ``items`` in a tqdm bar on stderr; tqdm's ``disable=None`` hides it off a TTY."""
+    from tqdm import tqdm
+
+    yield from tqdm(items, total=total, desc=desc, unit=unit, disable=None, leave=False)

