@@ -14,16 +14,14 @@ from kulak import __version__
 from kulak.config import Config, iter_settings, load_config
 from kulak.errors import ConfigError, InputFileError, KulakError
 from kulak.pipeline import (
+    CollectStats,
     RunResult,
     brands_from_config,
-    build_collectors,
-    collect_all,
     load_configured_scorer,
     open_database,
     run_once,
     score_pending,
     store_batch,
-    CollectStats,
 )
 from listener.brands import BrandMatcher
 
@@ -37,7 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="where the database and model cache live (data_dir)")
     p.add_argument("--database-url", help="SQLAlchemy URL (database.url)")
     p.add_argument("--model", help="'default', a Hugging Face model id or a checkpoint directory (model.name)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any setting, e.g. model.batch_size=64")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="any setting, e.g. model.batch_size=64"
+    )
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -126,7 +126,13 @@ def cmd_import(cfg: Config, args: argparse.Namespace) -> int:
         matcher = BrandMatcher(brands_from_config(cfg))
         from listener.base import Batch
 
-        store_batch(db, Batch(parsed.mentions, cursor=None, skipped=parsed.skipped), source=importer.name, matcher=matcher, stats=stats)
+        store_batch(
+            db,
+            Batch(parsed.mentions, cursor=None, skipped=parsed.skipped),
+            source=importer.name,
+            matcher=matcher,
+            stats=stats,
+        )
         for line in stats.skipped[:20]:
             print(f"skipped {args.file}: {line}", file=sys.stderr)
         if len(stats.skipped) > 20:
@@ -151,8 +157,14 @@ def cmd_score(cfg: Config, args: argparse.Namespace) -> int:
     scores = load_configured_scorer(cfg).score(table.texts())
     columns = [*table.columns, "sentiment", "negative", "neutral", "positive"]
     rows = [
-        {**row, "sentiment": s.label, "negative": f"{s.negative:.4f}", "neutral": f"{s.neutral:.4f}", "positive": f"{s.positive:.4f}"}
-        for row, s in zip(table.rows, scores)
+        {
+            **row,
+            "sentiment": s.label,
+            "negative": f"{s.negative:.4f}",
+            "neutral": f"{s.neutral:.4f}",
+            "positive": f"{s.positive:.4f}",
+        }
+        for row, s in zip(table.rows, scores, strict=True)
     ]
     args.output.parent.mkdir(parents=True, exist_ok=True)
     with args.output.open("w", encoding="utf-8", newline="") as fh:
@@ -160,9 +172,11 @@ def cmd_score(cfg: Config, args: argparse.Namespace) -> int:
             for row in rows:
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
         else:
-            delim = "\t" if fmt == "tsv" else ","
-            quoting = csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL
-            writer = csv.DictWriter(fh, fieldnames=columns, delimiter=delim, quoting=quoting, escapechar="\\")
+            if fmt == "tsv":  # TSV has no quoting: tabs and newlines inside values become spaces
+                rows = [{k: " ".join(v.split("\t")).replace("\n", " ") for k, v in row.items()} for row in rows]
+                writer = csv.DictWriter(fh, fieldnames=columns, delimiter="\t", quoting=csv.QUOTE_NONE)
+            else:
+                writer = csv.DictWriter(fh, fieldnames=columns)
             writer.writeheader()
             writer.writerows(rows)
     print(f"wrote {len(rows)} scored rows to {args.output}")
@@ -222,9 +236,11 @@ def cmd_config(cfg: Config, args: argparse.Namespace) -> int:
         value: object = cfg
         for part in info.key.split("."):
             value = getattr(value, "import_" if part == "import" else part)
-        print(f"{info.key} = {'********' if info.secret and value is not None else value!r}")
+        shown = "********" if info.secret and value is not None else json.dumps(str(value) if isinstance(value, Path) else value)
+        print(f"{info.key} = {shown}")
     for brand in brands_from_config(cfg):
-        print(f"brand {brand.name!r}: aliases={list(brand.aliases)} handles={list(brand.handles)} competitor={brand.competitor}")
+        kind = "competitor" if brand.competitor else "own brand"
+        print(f"brand {brand.name!r} ({kind}): aliases={list(brand.aliases)} handles={list(brand.handles)}")
     return 0
 
 

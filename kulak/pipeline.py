@@ -48,7 +48,9 @@ def build_collectors(cfg: Config) -> dict[str, Collector]:
         try:
             start = datetime.fromisoformat(cfg.demo.start.replace("Z", "+00:00"))
         except ValueError:
-            raise ConfigError(f"demo.start {cfg.demo.start!r} is not an ISO 8601 time (e.g. 2026-11-02T00:00:00Z).") from None
+            raise ConfigError(
+                f"demo.start {cfg.demo.start!r} is not an ISO 8601 time (e.g. 2026-11-02T00:00:00Z)."
+            ) from None
         settings = DemoSettings(
             seed=cfg.demo.seed,
             posts_per_hour=cfg.demo.posts_per_hour,
@@ -119,7 +121,7 @@ def score_pending(db: Database, scorer: Scorer, *, chunk: int = SCORE_CHUNK) -> 
         with db.transaction() as session:
             repo.save_scores(
                 session,
-                [(m.id, s) for m, s in zip(pending, scores)],
+                [(m.id, s) for m, s in zip(pending, scores, strict=True)],
                 model_id=scorer.model_id,
                 model_version=scorer.model_version,
             )
@@ -144,7 +146,9 @@ class RunResult:
     brands: tuple[Brand, ...]
 
 
-def run_once(cfg: Config, *, db: Database, scorer: Scorer, collectors: Mapping[str, Collector] | None = None) -> RunResult:
+def run_once(
+    cfg: Config, *, db: Database, scorer: Scorer, collectors: Mapping[str, Collector] | None = None
+) -> RunResult:
     """Collect from every enabled source, score what is new, and summarize per brand."""
     brands = brands_from_config(cfg)
     stats = collect_all(db, collectors if collectors is not None else build_collectors(cfg), brands)

@@ -76,7 +76,9 @@ class FileImporter:
             raise InputFileError(f"{self.path} does not exist or is not a file.")
         suffix = self.path.suffix.lower()
         if suffix not in (".jsonl", ".ndjson", ".csv"):
-            raise InputFileError(f"{self.path}: kulak imports .jsonl and .csv files, not {suffix or 'files without a suffix'!r}.")
+            raise InputFileError(
+                f"{self.path}: kulak imports .jsonl and .csv files, not {suffix or 'files without a suffix'!r}."
+            )
         try:
             rows = list(self._jsonl_rows() if suffix != ".csv" else self._csv_rows())
         except UnicodeDecodeError:
@@ -84,7 +86,9 @@ class FileImporter:
         mentions, skipped = [], []
         for line, row in rows:
             try:
-                mentions.append(self._mention(row if isinstance(row, dict) else {}, error=row if isinstance(row, str) else None))
+                mentions.append(
+                    self._mention(row if isinstance(row, dict) else {}, error=row if isinstance(row, str) else None)
+                )
             except RowError as exc:
                 skipped.append(f"line {line}: {exc}")
         return ParsedFile(tuple(mentions), tuple(skipped))

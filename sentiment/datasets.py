@@ -33,9 +33,7 @@ class TextTable:
         for n, row in enumerate(self.rows, start=2):
             value = row["label"].strip().lower()
             if value not in LABELS:
-                raise InputFileError(
-                    f"{self.path}, row {n}: label {row['label']!r} is not one of {', '.join(LABELS)}."
-                )
+                raise InputFileError(f"{self.path}, row {n}: label {row['label']!r} is not one of {', '.join(LABELS)}.")
             out.append(value)  # type: ignore[arg-type]
         return out
 

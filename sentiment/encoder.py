@@ -31,9 +31,7 @@ class Encoder:
     ``max_length`` tokens.
     """
 
-    def __init__(
-        self, model: Any, tokenizer: Any, *, prefix: str = "query: ", max_length: int = 256
-    ) -> None:
+    def __init__(self, model: Any, tokenizer: Any, *, prefix: str = "query: ", max_length: int = 256) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.prefix = prefix

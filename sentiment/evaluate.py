@@ -50,7 +50,9 @@ def render_table(results: Sequence[FileResult]) -> str:
     for r in results:
         m = r.metrics
         note = "  (binary: negative vs positive)" if r.binary else ""
-        lines.append(f"{r.file:<{width}}  {m.n:>6}  {m.macro_recall:>12.4f}  {m.macro_f1:>8.4f}  {m.accuracy:>8.4f}{note}")
+        lines.append(
+            f"{r.file:<{width}}  {m.n:>6}  {m.macro_recall:>12.4f}  {m.macro_f1:>8.4f}  {m.accuracy:>8.4f}{note}"
+        )
     return "\n".join(lines)
 
 

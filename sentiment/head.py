@@ -46,12 +46,10 @@ class Head:
         if self.w1 is not None and self.b1 is not None:
             arrays |= {"w1": self.w1, "b1": self.b1}
         path.parent.mkdir(parents=True, exist_ok=True)
+        payload: dict[str, Any] = {k: v.astype(np.float16) for k, v in arrays.items()}
+        payload["meta"] = np.array(json.dumps(self.meta, sort_keys=True))
         with path.open("wb") as fh:
-            np.savez_compressed(
-                fh,
-                meta=np.array(json.dumps(self.meta, sort_keys=True)),
-                **{k: v.astype(np.float16) for k, v in arrays.items()},
-            )
+            np.savez_compressed(fh, **payload)
 
     @classmethod
     def load(cls, path: Path) -> Head:

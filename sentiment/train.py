@@ -114,7 +114,7 @@ def fit_head(
 def predict_labels(head: Head, x: np.ndarray, *, classes: Sequence[int] = (0, 1, 2)) -> np.ndarray:
     """Arg-max over ``classes`` only (binary files are judged on negative vs positive)."""
     probs = head.probabilities(x)[:, list(classes)]
-    return np.asarray(classes)[probs.argmax(axis=1)]
+    return np.asarray(classes)[probs.argmax(axis=1)]  # type: ignore[no-any-return]
 
 
 def score_on(head: Head, x: np.ndarray, y: np.ndarray) -> float:
@@ -157,24 +157,23 @@ def train_sentiment(
     for path in val_files:
         data = read_labelled(path)
         vals.append((data.name, embed_cached(encoder, data.texts, cache_dir=cache_dir, tag=encoder_tag), data.labels))
-    best: tuple[float, Head, dict[str, float]] | None = None
+    candidates = []
     for hidden in settings.hidden_sizes:
         for wd in settings.weight_decays:
             head = fit_head(x, y, hidden=hidden, weight_decay=wd, epochs=settings.epochs, seed=settings.seed)
             per_file = {name: score_on(head, xv, yv) for name, xv, yv in vals}
             mean = float(np.mean(list(per_file.values())))
             log.info("hidden=%d weight_decay=%g: mean validation macro-recall %.4f", hidden, wd, mean)
-            if best is None or mean > best[0]:
-                meta = {"hidden": hidden, "weight_decay": wd, "validation_macro_recall": per_file}
-                best = (mean, head, meta)
-    assert best is not None
-    _, head, chosen = best
+            candidates.append((mean, hidden, wd, head, per_file))
+    _, hidden, wd, head, per_file = max(candidates, key=lambda c: c[0])
     meta = {
         "encoder": encoder_tag,
         "trained_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "train_files": [p.name for p in train_files],
-        "train_rows": int(len(y)),
+        "train_rows": len(y),
         "val_files": [p.name for p in val_files],
-        **chosen,
+        "hidden": hidden,
+        "weight_decay": wd,
+        "validation_macro_recall": per_file,
     }
-    return Head(w1=head.w1, b1=head.b1, w2=head.w2, b2=head.b2, meta=meta), chosen["validation_macro_recall"]  # type: ignore[return-value]
+    return Head(w1=head.w1, b1=head.b1, w2=head.w2, b2=head.b2, meta=meta), per_file

@@ -192,7 +192,12 @@ def _brands_of(session: Session, ids: Iterable[int]) -> dict[int, tuple[str, ...
 
 
 def save_scores(
-    session: Session, scores: Sequence[tuple[int, Score]], *, model_id: str, model_version: str, now: datetime | None = None
+    session: Session,
+    scores: Sequence[tuple[int, Score]],
+    *,
+    model_id: str,
+    model_version: str,
+    now: datetime | None = None,
 ) -> None:
     """Store one score per mention for this model version (a repeated score is ignored)."""
     now = now or datetime.now(UTC)

@@ -13,10 +13,35 @@ import pytest
 from kulak.config import Config, DemoConfig, ModelConfig
 from storage.db import Database
 
-TINY_WORDS = (
-    "good great love thanks amazing bad terrible lost never useless late broken rezalet berbat "
-    "kargo paket borzasztó csomag the a is my and to of parcel delivery"
-).split()
+TINY_WORDS = [
+    "good",
+    "great",
+    "love",
+    "thanks",
+    "amazing",
+    "bad",
+    "terrible",
+    "lost",
+    "never",
+    "useless",
+    "late",
+    "broken",
+    "rezalet",
+    "berbat",
+    "kargo",
+    "paket",
+    "borzasztó",
+    "csomag",
+    "the",
+    "a",
+    "is",
+    "my",
+    "and",
+    "to",
+    "of",
+    "parcel",
+    "delivery",
+]
 
 
 @pytest.fixture(scope="session")

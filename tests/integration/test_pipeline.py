@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from kulak.config import Config
 from kulak.errors import StorageError
-from kulak.pipeline import build_collectors, collect_all, brands_from_config, load_configured_scorer, run_once
+from kulak.pipeline import brands_from_config, build_collectors, collect_all, load_configured_scorer, run_once
 from storage import repository as repo
 from storage.db import Database
 from storage.models import CursorRow, MentionBrandRow, MentionRow, ScoreRow
@@ -21,7 +21,9 @@ def _count(db: Database, model: type) -> int:
         return int(s.scalar(select(func.count()).select_from(model)) or 0)
 
 
-def test_run_once__stores_scores_and_summarizes_every_demo_brand(db: Database, make_config: Callable[..., Config]) -> None:
+def test_run_once__stores_scores_and_summarizes_every_demo_brand(
+    db: Database, make_config: Callable[..., Config]
+) -> None:
     cfg = make_config()
     scorer = load_configured_scorer(cfg)
     result = run_once(cfg, db=db, scorer=scorer)
@@ -38,7 +40,9 @@ def test_run_once__stores_scores_and_summarizes_every_demo_brand(db: Database, m
         assert (row.model_id, row.model_version) == (scorer.model_id, scorer.model_version)
 
 
-def test_run_once__second_run_adds_only_new_posts_and_never_duplicates(db: Database, make_config: Callable[..., Config]) -> None:
+def test_run_once__second_run_adds_only_new_posts_and_never_duplicates(
+    db: Database, make_config: Callable[..., Config]
+) -> None:
     cfg = make_config()
     scorer = load_configured_scorer(cfg)
     first = run_once(cfg, db=db, scorer=scorer).collected[0]
@@ -53,18 +57,23 @@ def test_run_once__second_run_adds_only_new_posts_and_never_duplicates(db: Datab
     assert again.seen == first.seen and again.new == 0
     with db.transaction() as session:
         dupes = session.execute(
-            select(MentionRow.source, MentionRow.external_id).group_by(MentionRow.source, MentionRow.external_id)
+            select(MentionRow.source, MentionRow.external_id)
+            .group_by(MentionRow.source, MentionRow.external_id)
             .having(func.count() > 1)
         ).all()
     assert dupes == []
 
 
-def test_store__a_mention_of_two_brands_is_stored_once_with_both(db: Database, make_config: Callable[..., Config]) -> None:
+def test_store__a_mention_of_two_brands_is_stored_once_with_both(
+    db: Database, make_config: Callable[..., Config]
+) -> None:
     cfg = make_config()
     collect_all(db, build_collectors(cfg), brands_from_config(cfg))
     with db.transaction() as session:
         per_mention = session.execute(
-            select(MentionBrandRow.mention_id, func.count()).group_by(MentionBrandRow.mention_id).having(func.count() > 1)
+            select(MentionBrandRow.mention_id, func.count())
+            .group_by(MentionBrandRow.mention_id)
+            .having(func.count() > 1)
         ).all()
     assert per_mention, "the demo has comparison posts naming two brands"
     assert all(n == 2 for _, n in per_mention)
@@ -85,7 +94,9 @@ def test_store__cursor_and_mentions_commit_together_or_not_at_all(
     assert _count(db, CursorRow) == 0
 
 
-def test_run_once__with_configured_brands_keeps_only_their_mentions(db: Database, make_config: Callable[..., Config]) -> None:
+def test_run_once__with_configured_brands_keeps_only_their_mentions(
+    db: Database, make_config: Callable[..., Config]
+) -> None:
     from kulak.config import BrandConfig
 
     cfg = replace(make_config(), brands=(BrandConfig("Vantro", competitor=True),))

@@ -49,7 +49,7 @@ def test_config__wrong_type_names_the_key_and_file(tmp_path: Path) -> None:
 
 
 def test_config__bad_environment_value_names_the_variable() -> None:
-    with pytest.raises(ConfigError, match="KULAK_DEMO_ENABLED must be true or false"):
+    with pytest.raises(ConfigError, match=r"KULAK_DEMO_ENABLED must be true or false"):
         load_config(None, environ={"KULAK_DEMO_ENABLED": "maybe"})
 
 
@@ -59,7 +59,7 @@ def test_config__invalid_toml_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_config__missing_file_says_how_to_start_one(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="config.example.toml"):
+    with pytest.raises(ConfigError, match=r"config\.example\.toml"):
         load_config(tmp_path / "nope.toml", environ={})
 
 
@@ -82,7 +82,9 @@ def test_config__secret_from_environment_is_masked_but_reaches_the_url() -> None
 
 
 def test_config__brands_are_validated(tmp_path: Path) -> None:
-    ok = load_config(_write(tmp_path, '[[brands]]\nname = "Acme"\naliases = ["ACME Corp"]\ncompetitor = true\n'), environ={})
+    ok = load_config(
+        _write(tmp_path, '[[brands]]\nname = "Acme"\naliases = ["ACME Corp"]\ncompetitor = true\n'), environ={}
+    )
     assert ok.brands[0].name == "Acme" and ok.brands[0].competitor
     with pytest.raises(ConfigError, match=r"brands\[1\] needs a non-empty 'name'"):
         load_config(_write(tmp_path, '[[brands]]\naliases = ["x"]\n'), environ={})

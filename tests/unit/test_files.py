@@ -9,8 +9,17 @@ import pytest
 from kulak.errors import InputFileError
 from listener.files import FileImporter
 
-GOOD = {"id": "1", "text": "Paketto was fast", "author": "ann", "url": "https://x.com/ann/status/1",
-        "created_at": "2026-11-01T10:00:00Z", "platform": "x", "followers": "120", "engagement": "4", "language": "en"}
+GOOD = {
+    "id": "1",
+    "text": "Paketto was fast",
+    "author": "ann",
+    "url": "https://x.com/ann/status/1",
+    "created_at": "2026-11-01T10:00:00Z",
+    "platform": "x",
+    "followers": "120",
+    "engagement": "4",
+    "language": "en",
+}
 
 
 def _jsonl(tmp_path: Path, rows: list[object], name: str = "in.jsonl") -> Path:
@@ -30,8 +39,15 @@ def test_import_jsonl__good_rows_become_mentions(tmp_path: Path) -> None:
 
 
 def test_import_jsonl__bad_rows_are_skipped_with_line_numbers(tmp_path: Path) -> None:
-    rows = [GOOD, {**GOOD, "id": "2", "text": ""}, "{not json", {**GOOD, "id": "4", "created_at": "yesterday"},
-            {**GOOD, "id": "5", "followers": "many"}, [1, 2], {**GOOD, "id": "7"}]
+    rows = [
+        GOOD,
+        {**GOOD, "id": "2", "text": ""},
+        "{not json",
+        {**GOOD, "id": "4", "created_at": "yesterday"},
+        {**GOOD, "id": "5", "followers": "many"},
+        [1, 2],
+        {**GOOD, "id": "7"},
+    ]
     parsed = FileImporter(_jsonl(tmp_path, rows)).parse()
     assert [m.external_id for m in parsed.mentions] == ["1", "7"]
     assert [s.split(":")[0] for s in parsed.skipped] == ["line 2", "line 3", "line 4", "line 5", "line 6"]
@@ -49,13 +65,15 @@ def test_import__a_file_that_is_not_jsonl_is_rejected(tmp_path: Path) -> None:
 def test_import__binary_data_is_rejected(tmp_path: Path) -> None:
     path = tmp_path / "export.csv"
     path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe")
-    with pytest.raises(InputFileError, match="not UTF-8|binary"):
+    with pytest.raises(InputFileError, match=r"not UTF-8|binary"):
         FileImporter(path).parse()
 
 
 def test_import_csv__uses_the_configured_column_mapping(tmp_path: Path) -> None:
     path = tmp_path / "brandwatch.csv"
-    path.write_text("Mention Id,Full Text,Date\nA1,Paketto rocks,2026-11-01 09:30:00\nA2,,2026-11-01\n", encoding="utf-8")
+    path.write_text(
+        "Mention Id,Full Text,Date\nA1,Paketto rocks,2026-11-01 09:30:00\nA2,,2026-11-01\n", encoding="utf-8"
+    )
     parsed = FileImporter(path, columns={"id": "Mention Id", "text": "Full Text", "created_at": "Date"}).parse()
     assert [m.external_id for m in parsed.mentions] == ["A1"]
     assert parsed.skipped == ("line 3: text is empty",)
