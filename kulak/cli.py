@@ -225,18 +225,29 @@ def cmd_train(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _doc_default(value: object) -> str:
+    if value is None or value == "":
+        return "(empty)"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    return f"`{value}`"
+
+
 def cmd_config(cfg: Config, args: argparse.Namespace) -> int:
     if args.docs:
         print("| key | environment | default | meaning |\n|---|---|---|---|")
         for info in iter_settings():
-            default = "" if info.default is None else str(info.default)
-            print(f"| `{info.key}` | `{info.env_var}` | `{default}` | {info.help} |")
+            print(f"| `{info.key}` | `{info.env_var}` | {_doc_default(info.default)} | {info.help} |")
         return 0
     for info in iter_settings():
         value: object = cfg
         for part in info.key.split("."):
             value = getattr(value, "import_" if part == "import" else part)
-        shown = "********" if info.secret and value is not None else json.dumps(str(value) if isinstance(value, Path) else value)
+        shown = (
+            "********"
+            if info.secret and value is not None
+            else json.dumps(str(value) if isinstance(value, Path) else value)
+        )
         print(f"{info.key} = {shown}")
     for brand in brands_from_config(cfg):
         kind = "competitor" if brand.competitor else "own brand"

@@ -126,7 +126,7 @@ class BrandConfig:
 
 @dataclass(frozen=True)
 class Config:
-    data_dir: Path = setting(Path("kulak-data"), "Where the database, model cache and logs live.")
+    data_dir: Path = setting(Path("kulak-data"), "Where the SQLite database, the built default model and caches live.")
     log_level: str = setting("WARNING", "Logging level: DEBUG, INFO, WARNING or ERROR.")
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+# Tests never reach the network: any attempt to fetch from the Hugging Face hub fails at once.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 from kulak.config import Config, DemoConfig, ModelConfig
 from storage.db import Database
 

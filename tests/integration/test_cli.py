@@ -107,7 +107,9 @@ def test_score__a_file_without_text_column_is_a_clear_error(
     assert "has no 'text' column (columns: body)" in capsys.readouterr().err
 
 
-def test_eval__prints_macro_recall_and_f1(tmp_path: Path, base_args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval__prints_macro_recall_and_f1(
+    tmp_path: Path, base_args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     src = tmp_path / "gold.tsv"
     src.write_text("text\tlabel\ngreat\tpositive\nlost\tnegative\nthe parcel\tneutral\n", encoding="utf-8")
     assert main([*base_args, "eval", str(src), "--json"]) == 0

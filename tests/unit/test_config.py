@@ -110,7 +110,12 @@ def test_config_example__parses_and_documents_every_key() -> None:
         assert info.key in sections, f"config.example.toml does not document {info.key}"
 
 
-def test_readme__configuration_table_lists_every_key() -> None:
+def test_readme__configuration_table_is_the_generated_one(capsys: pytest.CaptureFixture[str]) -> None:
+    from kulak.cli import main
+
+    assert main(["config", "--docs"]) == 0
+    table = capsys.readouterr().out.strip()
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert table in readme, "README's configuration table is stale: paste `kulak config --docs` into it"
     for info in iter_settings():
-        assert f"`{info.key}`" in readme, f"README's configuration table misses {info.key}"
+        assert f"`{info.key}`" in readme

