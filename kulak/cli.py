@@ -14,16 +14,14 @@ from kulak import __version__
 from kulak.config import Config, iter_settings, load_config
 from kulak.errors import ConfigError, InputFileError, KulakError
 from kulak.pipeline import (
-    CollectStats,
     RunResult,
     brands_from_config,
+    import_file,
     load_configured_scorer,
     open_database,
     run_once,
     score_pending,
-    store_batch,
 )
-from listener.brands import BrandMatcher
 
 log = logging.getLogger("kulak")
 
@@ -114,25 +112,9 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_import(cfg: Config, args: argparse.Namespace) -> int:
-    from dataclasses import asdict
-
-    from listener.files import FileImporter
-
-    importer = FileImporter(args.file, source=cfg.import_.source, columns=asdict(cfg.import_.columns))
-    parsed = importer.parse()  # the whole file is validated before anything is stored
     db = open_database(cfg)
     try:
-        stats = CollectStats(source=importer.name)
-        matcher = BrandMatcher(brands_from_config(cfg))
-        from listener.base import Batch
-
-        store_batch(
-            db,
-            Batch(parsed.mentions, cursor=None, skipped=parsed.skipped),
-            source=importer.name,
-            matcher=matcher,
-            stats=stats,
-        )
+        stats = import_file(cfg, db, args.file)
         for line in stats.skipped[:20]:
             print(f"skipped {args.file}: {line}", file=sys.stderr)
         if len(stats.skipped) > 20:

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from kulak.config import Config
 from kulak.errors import ConfigError
-from kulak.progress import progress
+from kulak.progress import progress, progress_bar
 from listener.base import Batch, Collector
 from listener.brands import Brand, BrandMatcher
 from listener.demo import DEMO_BRANDS, DemoCollector, DemoSettings
+from listener.files import FileImporter
 from sentiment.scorer import Scorer, load_scorer
 from storage import repository as repo
 from storage.db import Database
@@ -108,31 +109,44 @@ def collect(db: Database, collector: Collector, matcher: BrandMatcher) -> Collec
 
 
 def score_pending(db: Database, scorer: Scorer, *, chunk: int = SCORE_CHUNK) -> int:
-    """Score every stored mention that has no score from this model version yet."""
+    """Score every stored mention that has no score from this model version yet.
+
+    Works in chunks, each saved in its own transaction, so an interrupted run keeps what it
+    scored and the next run carries on from there.
+    """
+    model_id, version = scorer.model_id, scorer.model_version
+    with db.transaction() as session:
+        total = repo.count_unscored(session, model_id=model_id, model_version=version)
     done = 0
-    while True:
-        with db.transaction() as session:
-            pending = repo.unscored_mentions(
-                session, model_id=scorer.model_id, model_version=scorer.model_version, limit=chunk
-            )
-        if not pending:
-            return done
-        scores = scorer.score([m.text for m in pending])
-        with db.transaction() as session:
-            repo.save_scores(
-                session,
-                [(m.id, s) for m, s in zip(pending, scores, strict=True)],
-                model_id=scorer.model_id,
-                model_version=scorer.model_version,
-            )
-        done += len(pending)
-        log.info("scored %d mentions so far", done)
+    with progress_bar(total=total, desc="scoring", unit="post") as bar:
+        while True:
+            with db.transaction() as session:
+                pending = repo.unscored_mentions(session, model_id=model_id, model_version=version, limit=chunk)
+            if not pending:
+                return done
+            scores = scorer.score([m.text for m in pending])
+            with db.transaction() as session:
+                pairs = [(m.id, s) for m, s in zip(pending, scores, strict=True)]
+                repo.save_scores(session, pairs, model_id=model_id, model_version=version)
+            done += len(pending)
+            bar.update(len(pending))
+            log.info("scored %d of %d mentions", done, total)
 
 
 def collect_all(db: Database, collectors: Mapping[str, Collector], brands: Iterable[Brand]) -> list[CollectStats]:
     """Collect once from each collector."""
     matcher = BrandMatcher(brands)
     return [collect(db, c, matcher) for c in collectors.values()]
+
+
+def import_file(cfg: Config, db: Database, path: Path) -> CollectStats:
+    """Import one JSONL/CSV export; the whole file is validated before one transaction stores it."""
+    importer = FileImporter(path, source=cfg.import_.source, columns=asdict(cfg.import_.columns))
+    parsed = importer.parse()
+    stats = CollectStats(source=importer.name)
+    batch = Batch(parsed.mentions, cursor=None, skipped=parsed.skipped)
+    store_batch(db, batch, source=importer.name, matcher=BrandMatcher(brands_from_config(cfg)), stats=stats)
+    return stats
 
 
 @dataclass(frozen=True)

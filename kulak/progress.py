@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -13,3 +13,10 @@ def progress(items: Iterable[T], *, total: int | None = None, desc: str, unit: s
     from tqdm import tqdm
 
     yield from tqdm(items, total=total, desc=desc, unit=unit, disable=None, leave=False)
+
+
+def progress_bar(*, total: int, desc: str, unit: str = "it") -> Any:
+    """A manual bar (``with progress_bar(...) as bar: bar.update(n)``), silent off a TTY."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, disable=None, leave=False)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from kulak.errors import InputFileError
+from kulak.progress import progress
 from listener.base import Batch, Mention
 
 FIELDS = ("id", "text", "author", "url", "created_at", "platform", "followers", "engagement", "language")
@@ -84,7 +85,7 @@ class FileImporter:
         except UnicodeDecodeError:
             raise InputFileError(f"{self.path} is not UTF-8 text; is it really a {suffix} file?") from None
         mentions, skipped = [], []
-        for line, row in rows:
+        for line, row in progress(rows, total=len(rows), desc=f"reading {self.path.name}", unit="row"):
             try:
                 mentions.append(
                     self._mention(row if isinstance(row, dict) else {}, error=row if isinstance(row, str) else None)

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, func, select, tuple_
+from sqlalchemy import ColumnElement, and_, func, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -154,12 +154,23 @@ def count_mentions(session: Session, *, source: str | None = None) -> int:
     return int(session.scalar(stmt) or 0)
 
 
-def unscored_mentions(session: Session, *, model_id: str, model_version: str, limit: int) -> list[StoredMention]:
-    """Up to ``limit`` mentions that have no score from this model version, oldest first."""
+def _unscored_filter(model_id: str, model_version: str) -> ColumnElement[bool]:
     scored = select(ScoreRow.id).where(
         ScoreRow.mention_id == MentionRow.id, ScoreRow.model_id == model_id, ScoreRow.model_version == model_version
     )
-    rows = session.scalars(select(MentionRow).where(~scored.exists()).order_by(MentionRow.id).limit(limit)).all()
+    return ~scored.exists()
+
+
+def count_unscored(session: Session, *, model_id: str, model_version: str) -> int:
+    """How many mentions have no score from this model version."""
+    stmt = select(func.count()).select_from(MentionRow).where(_unscored_filter(model_id, model_version))
+    return int(session.scalar(stmt) or 0)
+
+
+def unscored_mentions(session: Session, *, model_id: str, model_version: str, limit: int) -> list[StoredMention]:
+    """Up to ``limit`` mentions that have no score from this model version, oldest first."""
+    stmt = select(MentionRow).where(_unscored_filter(model_id, model_version)).order_by(MentionRow.id).limit(limit)
+    rows = session.scalars(stmt).all()
     brands = _brands_of(session, [r.id for r in rows])
     return [
         StoredMention(
