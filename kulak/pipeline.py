@@ -124,7 +124,7 @@ def score_pending(db: Database, scorer: Scorer, *, chunk: int = SCORE_CHUNK) -> 
                 pending = repo.unscored_mentions(session, model_id=model_id, model_version=version, limit=chunk)
             if not pending:
                 return done
-            scores = scorer.score([m.text for m in pending])
+            scores = scorer.score([m.mention.text for m in pending])
             with db.transaction() as session:
                 pairs = [(m.id, s) for m, s in zip(pending, scores, strict=True)]
                 repo.save_scores(session, pairs, model_id=model_id, model_version=version)

@@ -23,16 +23,10 @@ _CHUNK = 500  # rows per INSERT statement, well under SQLite's variable limit
 
 @dataclass(frozen=True)
 class StoredMention:
-    """A mention as stored, with its database id and matched brands."""
+    """A mention as stored: its database id, the collected values and its matched brands."""
 
     id: int
-    source: str
-    external_id: str
-    platform: str
-    url: str
-    author: str
-    text: str
-    created_at: datetime
+    mention: Mention
     brands: tuple[str, ...]
 
 
@@ -172,20 +166,22 @@ def unscored_mentions(session: Session, *, model_id: str, model_version: str, li
     stmt = select(MentionRow).where(_unscored_filter(model_id, model_version)).order_by(MentionRow.id).limit(limit)
     rows = session.scalars(stmt).all()
     brands = _brands_of(session, [r.id for r in rows])
-    return [
-        StoredMention(
-            id=r.id,
-            source=r.source,
-            external_id=r.external_id,
-            platform=r.platform,
-            url=r.url,
-            author=r.author,
-            text=r.text,
-            created_at=r.created_at,
-            brands=brands.get(r.id, ()),
-        )
-        for r in rows
-    ]
+    return [StoredMention(r.id, _to_mention(r), brands.get(r.id, ())) for r in rows]
+
+
+def _to_mention(r: MentionRow) -> Mention:
+    return Mention(
+        source=r.source,
+        external_id=r.external_id,
+        platform=r.platform,
+        url=r.url,
+        author=r.author,
+        text=r.text,
+        created_at=r.created_at,
+        followers=r.author_followers,
+        engagement=r.engagement,
+        language=r.language,
+    )
 
 
 def _brands_of(session: Session, ids: Iterable[int]) -> dict[int, tuple[str, ...]]:
