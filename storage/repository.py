@@ -258,14 +258,17 @@ def brand_summaries(
             .join(ScoreRow, score_join)
             .where(MentionBrandRow.brand == brand, ScoreRow.label == "negative")
             .order_by(ScoreRow.negative.desc(), MentionRow.id)
-            .limit(top_n)
+            .limit(top_n * 20)  # room to skip copies of the same text (retweets, campaigns)
         )
         if since is not None:
             worst = worst.where(MentionRow.created_at >= since)
-        posts = tuple(
-            ScoredPost(r.id, r.text, r.url, r.author, r.platform, r.created_at, float(neg))
-            for r, neg in session.execute(worst)
-        )
+        posts: list[ScoredPost] = []
+        texts: set[str] = set()
+        for r, neg in session.execute(worst):
+            key = " ".join(r.text.casefold().split())
+            if key not in texts and len(posts) < top_n:
+                texts.add(key)
+                posts.append(ScoredPost(r.id, r.text, r.url, r.author, r.platform, r.created_at, float(neg)))
         scored = sum(n for label, n in by_label.items() if label is not None)
         out.append(
             BrandSummary(
@@ -275,7 +278,7 @@ def brand_summaries(
                 negative=by_label.get("negative", 0),
                 neutral=by_label.get("neutral", 0),
                 positive=by_label.get("positive", 0),
-                most_negative=posts,
+                most_negative=tuple(posts),
             )
         )
     return out

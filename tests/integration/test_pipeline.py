@@ -103,3 +103,11 @@ def test_run_once__with_configured_brands_keeps_only_their_mentions(
     result = run_once(cfg, db=db, scorer=load_configured_scorer(cfg))
     assert [s.brand for s in result.summaries] == ["Vantro"]
     assert result.collected[0].unmatched > 0
+
+
+def test_summary__most_negative_posts_are_distinct_texts(db: Database, make_config: Callable[..., Config]) -> None:
+    cfg = make_config()
+    result = run_once(cfg, db=db, scorer=load_configured_scorer(cfg))
+    for s in result.summaries:
+        texts = [p.text for p in s.most_negative]
+        assert len(texts) == len(set(texts)) == min(cfg.report.top_negative, s.negative)
