@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train-sentiment", help="train the default model's sentiment head")
     tr.add_argument("--data", type=Path, default=Path("../shared/data"), help="labelled data root (has sentiment/)")
     tr.add_argument("-o", "--output", type=Path, default=None, help="head file to write (default: the bundled head)")
-    tr.add_argument("--english-limit", type=int, default=24_000, help="English tweets sampled for training")
+    tr.add_argument("--english-limit", type=int, default=None, help="sample this many English tweets (default: all)")
 
     cfg = sub.add_parser("config", help="show the effective settings (secrets masked)")
     cfg.add_argument("--docs", action="store_true", help="print the settings as a Markdown table")

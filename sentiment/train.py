@@ -130,7 +130,7 @@ class TrainSettings:
 
     hidden_sizes: tuple[int, ...] = (0, 256)
     weight_decays: tuple[float, ...] = (1e-4, 1e-2)
-    english_limit: int | None = 24_000
+    english_limit: int | None = None
     epochs: int = 30
     seed: int = 13
 

@@ -53,6 +53,7 @@ def test_import__bad_rows_are_reported_with_line_numbers_and_good_ones_kept(
     assert "1 new mentions stored" in captured.out and "2 bad rows skipped" in captured.out
     assert "line 2: not valid JSON" in captured.err
     assert "line 3: created_at 'soon'" in captured.err
+    assert "%|" not in captured.err, "progress bars stay silent when stderr is not a terminal"
 
 
 def test_import__a_file_that_is_not_jsonl_stores_nothing(

@@ -119,3 +119,13 @@ def test_readme__configuration_table_is_the_generated_one(capsys: pytest.Capture
     assert table in readme, "README's configuration table is stale: paste `kulak config --docs` into it"
     for info in iter_settings():
         assert f"`{info.key}`" in readme
+
+
+def test_config__reads_config_toml_in_the_working_directory_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "config.toml").write_text("[demo]\nseed = 99\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert load_config(None, environ={}).demo.seed == 99
+    (tmp_path / "config.toml").unlink()
+    assert load_config(None, environ={}).demo.seed == 7
