@@ -27,7 +27,9 @@ log = logging.getLogger("kulak")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kulak", description="Self-hosted social-media listening and sentiment.")
+    p = argparse.ArgumentParser(
+        prog="kulak", description="Self-hosted social-media listening and sentiment.", allow_abbrev=False
+    )
     p.add_argument("--version", action="version", version=f"kulak {__version__}")
     p.add_argument("--config", type=Path, help="TOML config file (default: ./config.toml when present)")
     p.add_argument("--data-dir", help="where the database and model cache live (data_dir)")
@@ -55,7 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     tr = sub.add_parser("train-sentiment", help="train the default model's sentiment head")
-    tr.add_argument("--data", type=Path, default=Path("../shared/data"), help="labelled data root (has sentiment/)")
+    tr.add_argument(
+        "--data-root", type=Path, default=Path("../shared/data"), help="labelled data root (has sentiment/)"
+    )
     tr.add_argument("-o", "--output", type=Path, default=None, help="head file to write (default: the bundled head)")
     tr.add_argument("--english-limit", type=int, default=None, help="sample this many English tweets (default: all)")
 
@@ -184,11 +188,13 @@ def cmd_train(cfg: Config, args: argparse.Namespace) -> int:
     from sentiment.scorer import BUNDLED_HEAD
     from sentiment.train import TrainSettings, default_train_files, default_val_files, train_sentiment
 
-    root: Path = args.data
+    root: Path = args.data_root
     train_files, val_files = default_train_files(root), default_val_files(root)
     missing = [str(p) for p in train_files + val_files if not p.is_file()]
     if missing:
-        raise InputFileError(f"training data not found: {', '.join(missing[:3])}. Point --data at the data root.")
+        raise InputFileError(
+            f"training data not found: {', '.join(missing[:3])}. Point --data-root at the folder that holds sentiment/."
+        )
     checkpoint = ensure_e5_checkpoint(cfg.data_dir / "models")
     encoder = Encoder.from_pretrained(checkpoint, max_length=cfg.model.max_length)
     head, val = train_sentiment(

@@ -128,7 +128,7 @@ def score_on(head: Head, x: np.ndarray, y: np.ndarray) -> float:
 class TrainSettings:
     """What ``train-sentiment`` searches over and how much English it samples."""
 
-    hidden_sizes: tuple[int, ...] = (0, 256)
+    hidden_sizes: tuple[int, ...] = (0, 256, 512)
     weight_decays: tuple[float, ...] = (1e-4, 1e-2)
     english_limit: int | None = None
     epochs: int = 30
