@@ -52,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("file", type=Path)
     score.add_argument("-o", "--output", type=Path, required=True, help="output file (.tsv, .csv or .jsonl)")
 
+    sub.add_parser("rescore", help="score stored mentions that lack a score from the configured model (resumable)")
+
     ev = sub.add_parser("eval", help="macro-recall and macro-F1 on labelled files (text + label columns)")
     ev.add_argument("files", type=Path, nargs="+")
     ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -130,6 +132,17 @@ def cmd_import(cfg: Config, args: argparse.Namespace) -> int:
         )
         if stats.new and not args.no_score:
             print(f"scored {score_pending(db, load_configured_scorer(cfg))} mentions")
+    finally:
+        db.dispose()
+    return 0
+
+
+def cmd_rescore(cfg: Config, args: argparse.Namespace) -> int:
+    db = open_database(cfg)
+    try:
+        scorer = load_configured_scorer(cfg)
+        done = score_pending(db, scorer)
+        print(f"scored {done} stored mentions with {scorer.model_id} ({scorer.model_version}); all are up to date")
     finally:
         db.dispose()
     return 0
@@ -246,6 +259,7 @@ def cmd_config(cfg: Config, args: argparse.Namespace) -> int:
 COMMANDS = {
     "run": cmd_run,
     "import": cmd_import,
+    "rescore": cmd_rescore,
     "score": cmd_score,
     "eval": cmd_eval,
     "train-sentiment": cmd_train,

@@ -16,12 +16,14 @@ from listener.brands import Brand, BrandMatcher
 from listener.demo import DEMO_BRANDS, DemoCollector, DemoSettings
 from listener.files import FileImporter
 from sentiment.scorer import Scorer, load_scorer
+from sentiment.types import Score
 from storage import repository as repo
 from storage.db import Database
 
 log = logging.getLogger(__name__)
 
 SCORE_CHUNK = 256  # mentions per scoring transaction: a crash loses at most one chunk of work
+KNOWN_TEXTS_LIMIT = 100_000  # distinct texts remembered per scoring run
 
 
 @dataclass
@@ -108,29 +110,39 @@ def collect(db: Database, collector: Collector, matcher: BrandMatcher) -> Collec
     return stats
 
 
-def score_pending(db: Database, scorer: Scorer, *, chunk: int = SCORE_CHUNK) -> int:
+def _score_once(scorer: Scorer, texts: list[str], known: dict[str, Score]) -> list[Score]:
+    """Score texts, reusing scores of texts already seen in this run (retweets, copy-paste campaigns)."""
+    if len(known) > KNOWN_TEXTS_LIMIT:
+        known.clear()
+    new = list(dict.fromkeys(t for t in texts if t not in known))
+    if new:
+        known.update(zip(new, scorer.score(new), strict=True))
+    return [known[t] for t in texts]
+
+
+def score_pending(db: Database, scorer: Scorer, *, chunk: int | None = None) -> int:
     """Score every stored mention that has no score from this model version yet.
 
     Works in chunks, each saved in its own transaction, so an interrupted run keeps what it
     scored and the next run carries on from there.
     """
-    model_id, version = scorer.model_id, scorer.model_version
+    model_id, version, chunk = scorer.model_id, scorer.model_version, chunk or SCORE_CHUNK
     with db.transaction() as session:
         total = repo.count_unscored(session, model_id=model_id, model_version=version)
-    done = 0
+    done, known = 0, dict[str, Score]()
     with progress_bar(total=total, desc="scoring", unit="post") as bar:
         while True:
             with db.transaction() as session:
                 pending = repo.unscored_mentions(session, model_id=model_id, model_version=version, limit=chunk)
             if not pending:
                 return done
-            scores = scorer.score([m.mention.text for m in pending])
+            scores = _score_once(scorer, [m.mention.text for m in pending], known)
             with db.transaction() as session:
                 pairs = [(m.id, s) for m, s in zip(pending, scores, strict=True)]
                 repo.save_scores(session, pairs, model_id=model_id, model_version=version)
             done += len(pending)
             bar.update(len(pending))
-            log.info("scored %d of %d mentions", done, total)
+            log.info("scored %d of %d mentions (%d distinct texts)", done, total, len(known))
 
 
 def collect_all(db: Database, collectors: Mapping[str, Collector], brands: Iterable[Brand]) -> list[CollectStats]:

@@ -148,13 +148,16 @@ class ClassifierScorer:
 
 
 def _local_version(path: Path) -> str:
-    if path.is_dir():
-        digest = hashlib.sha256()
-        for f in sorted(path.iterdir()):
-            if f.is_file():
-                digest.update(f"{f.name}:{f.stat().st_size}\0".encode())
-        return "local-" + digest.hexdigest()[:12]
-    return "unknown"
+    """A content hash of a local checkpoint directory, so a retrained model gets a new version."""
+    if not path.is_dir():
+        return "unknown"
+    digest = hashlib.sha256()
+    for f in sorted(p for p in path.iterdir() if p.is_file()):
+        digest.update(f.name.encode() + b"\0")
+        with f.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return "local-" + digest.hexdigest()[:12]
 
 
 def load_default_scorer(

@@ -149,3 +149,47 @@ def test_run__scheduled_run_collects_then_stops_cleanly_on_ctrl_c(tmp_path: Path
         assert conn.execute(text("SELECT id FROM apscheduler_jobs")).scalars().all() == ["kulak-collect"]
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
     engine.dispose()
+
+
+def test_rescore__after_a_model_change_is_resumable(
+    tmp_path: Path,
+    base_args: list[str],
+    tiny_model_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import shutil
+
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    import kulak.pipeline as pipeline
+
+    path = _jsonl(tmp_path / "e.jsonl", [{**ROW, "id": f"r{i}", "text": f"Paketto parcel {i}"} for i in range(30)])
+    assert main([*base_args, "import", str(path)]) == 0
+    # a "retrained" model: same architecture, different weights
+    new_model = tmp_path / "model-v2"
+    shutil.copytree(tiny_model_dir, new_model)
+    model = AutoModelForSequenceClassification.from_pretrained(new_model)
+    with torch.no_grad():
+        model.classifier.bias.add_(1.0)
+    model.save_pretrained(new_model)
+    args = ["--data-dir", str(tmp_path / "data"), "--model", str(new_model)]
+    monkeypatch.setattr(pipeline, "SCORE_CHUNK", 10)
+    calls = {"n": 0}
+    real_save = pipeline.repo.save_scores
+
+    def crash_on_second_chunk(*a: object, **k: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        real_save(*a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline.repo, "save_scores", crash_on_second_chunk)
+    assert main([*args, "rescore"]) == 130
+    monkeypatch.setattr(pipeline.repo, "save_scores", real_save)
+    capsys.readouterr()
+    assert main([*args, "rescore"]) == 0
+    assert "scored 20 stored mentions" in capsys.readouterr().out, "the first chunk was kept"
+    assert main([*args, "rescore"]) == 0
+    assert "scored 0 stored mentions" in capsys.readouterr().out

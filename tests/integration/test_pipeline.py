@@ -111,3 +111,37 @@ def test_summary__most_negative_posts_are_distinct_texts(db: Database, make_conf
     for s in result.summaries:
         texts = [p.text for p in s.most_negative]
         assert len(texts) == len(set(texts)) == min(cfg.report.top_negative, s.negative)
+
+
+class CountingScorer:
+    """Wraps a scorer and records every text it is asked to score."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.model_id = inner.model_id  # type: ignore[attr-defined]
+        self.model_version = inner.model_version  # type: ignore[attr-defined]
+        self.seen: list[str] = []
+
+    def score(self, texts: list[str]) -> list[object]:
+        self.seen.extend(texts)
+        return self.inner.score(texts)  # type: ignore[attr-defined,no-any-return]
+
+
+def test_score_pending__identical_texts_are_scored_once_per_run(
+    db: Database, make_config: Callable[..., Config]
+) -> None:
+    from kulak.pipeline import score_pending
+
+    cfg = make_config()
+    collect_all(db, build_collectors(cfg), brands_from_config(cfg))
+    scorer = CountingScorer(load_configured_scorer(cfg))
+    scored = score_pending(db, scorer, chunk=50)  # type: ignore[arg-type]
+    assert scored == _count(db, MentionRow)
+    assert len(scorer.seen) == len(set(scorer.seen)) < scored, "the demo repeats texts; each is scored once"
+    with db.transaction() as s:
+        labels = s.execute(
+            select(MentionRow.text, func.count(func.distinct(ScoreRow.label)))
+            .join(ScoreRow, ScoreRow.mention_id == MentionRow.id)
+            .group_by(MentionRow.text)
+        ).all()
+    assert all(n == 1 for _, n in labels), "copies of a text share one label"
