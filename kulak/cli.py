@@ -231,6 +231,8 @@ def _doc_default(value: object) -> str:
         return "(empty)"
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
+    if isinstance(value, tuple):
+        return f"`{', '.join(value)}`"
     return f"`{value}`"
 
 

@@ -74,6 +74,15 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class LanguageConfig:
+    enabled: bool = setting(True, "Detect each mention's language (lingua) and store it beside the platform's tag.")
+    candidates: tuple[str, ...] = setting(
+        ("en", "tr", "hu", "de", "fr", "es", "it", "pt", "nl", "ar", "ru", "hi"),
+        "ISO 639-1 codes to choose from; each costs about 40 MB of memory.",
+    )
+
+
+@dataclass(frozen=True)
 class ScheduleConfig:
     interval_seconds: int = setting(300, "How often `kulak run` collects, scores and reports.")
     misfire_grace_seconds: int = setting(120, "A run this late is still run; later ones are skipped.")
@@ -130,6 +139,7 @@ class Config:
     log_level: str = setting("WARNING", "Logging level: DEBUG, INFO, WARNING or ERROR.")
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    language: LanguageConfig = field(default_factory=LanguageConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
     report: ReportConfig = field(default_factory=ReportConfig)

@@ -15,6 +15,7 @@ from listener.base import Batch, Collector
 from listener.brands import Brand, BrandMatcher
 from listener.demo import DEMO_BRANDS, DemoCollector, DemoSettings
 from listener.files import FileImporter
+from sentiment.language import LanguageDetector
 from sentiment.scorer import Scorer, load_scorer
 from sentiment.types import Score
 from storage import repository as repo
@@ -83,29 +84,42 @@ def load_configured_scorer(cfg: Config) -> Scorer:
     )
 
 
-def store_batch(db: Database, batch: Batch, *, source: str, matcher: BrandMatcher, stats: CollectStats) -> None:
+def store_batch(
+    db: Database,
+    batch: Batch,
+    *,
+    source: str,
+    matcher: BrandMatcher,
+    stats: CollectStats,
+    detector: LanguageDetector | None = None,
+) -> None:
     """Store one batch's brand-matched mentions and its cursor in a single transaction."""
-    matched = []
-    for mention in batch.mentions:
-        brands = matcher.match(mention.text)
-        if brands:
-            matched.append((mention, brands))
-        else:
-            stats.unmatched += 1
+    matched = [(m, matcher.match(m.text)) for m in batch.mentions]
+    kept = [(m, brands) for m, brands in matched if brands]
+    stats.unmatched += len(matched) - len(kept)
+    languages = detector.detect([m.text for m, _ in kept]) if detector and kept else [None] * len(kept)
+    items = [repo.NewMention(m, brands, lang) for (m, brands), lang in zip(kept, languages, strict=True)]
     cursor = (source, batch.query, batch.cursor) if batch.cursor is not None else None
     with db.transaction() as session:
-        stats.new += repo.store_mentions(session, matched, cursor=cursor)
+        stats.new += repo.store_mentions(session, items, cursor=cursor)
     stats.seen += len(batch.mentions)
     stats.skipped.extend(batch.skipped)
 
 
-def collect(db: Database, collector: Collector, matcher: BrandMatcher) -> CollectStats:
+def language_detector(cfg: Config) -> LanguageDetector | None:
+    """The configured language detector, or None when detection is off."""
+    return LanguageDetector(cfg.language.candidates) if cfg.language.enabled else None
+
+
+def collect(
+    db: Database, collector: Collector, matcher: BrandMatcher, *, detector: LanguageDetector | None = None
+) -> CollectStats:
     """Run one collection: every batch the collector yields after its stored cursor."""
     stats = CollectStats(source=collector.name)
     with db.transaction() as session:
         cursor = repo.get_cursor(session, collector.name)
     for batch in progress(collector.collect(cursor), desc=f"collecting {collector.name}", unit="batch"):
-        store_batch(db, batch, source=collector.name, matcher=matcher, stats=stats)
+        store_batch(db, batch, source=collector.name, matcher=matcher, stats=stats, detector=detector)
     log.info("%s: %d seen, %d new, %d without a brand", collector.name, stats.seen, stats.new, stats.unmatched)
     return stats
 
@@ -145,10 +159,16 @@ def score_pending(db: Database, scorer: Scorer, *, chunk: int | None = None) -> 
             log.info("scored %d of %d mentions (%d distinct texts)", done, total, len(known))
 
 
-def collect_all(db: Database, collectors: Mapping[str, Collector], brands: Iterable[Brand]) -> list[CollectStats]:
+def collect_all(
+    db: Database,
+    collectors: Mapping[str, Collector],
+    brands: Iterable[Brand],
+    *,
+    detector: LanguageDetector | None = None,
+) -> list[CollectStats]:
     """Collect once from each collector."""
     matcher = BrandMatcher(brands)
-    return [collect(db, c, matcher) for c in collectors.values()]
+    return [collect(db, c, matcher, detector=detector) for c in collectors.values()]
 
 
 def import_file(cfg: Config, db: Database, path: Path) -> CollectStats:
@@ -157,7 +177,8 @@ def import_file(cfg: Config, db: Database, path: Path) -> CollectStats:
     parsed = importer.parse()
     stats = CollectStats(source=importer.name)
     batch = Batch(parsed.mentions, cursor=None, skipped=parsed.skipped)
-    store_batch(db, batch, source=importer.name, matcher=BrandMatcher(brands_from_config(cfg)), stats=stats)
+    matcher = BrandMatcher(brands_from_config(cfg))
+    store_batch(db, batch, source=importer.name, matcher=matcher, stats=stats, detector=language_detector(cfg))
     return stats
 
 
@@ -177,7 +198,8 @@ def run_once(
 ) -> RunResult:
     """Collect from every enabled source, score what is new, and summarize per brand."""
     brands = brands_from_config(cfg)
-    stats = collect_all(db, collectors if collectors is not None else build_collectors(cfg), brands)
+    chosen = collectors if collectors is not None else build_collectors(cfg)
+    stats = collect_all(db, chosen, brands, detector=language_detector(cfg))
     scored = score_pending(db, scorer)
     since = datetime.now(UTC) - timedelta(hours=cfg.report.window_hours) if cfg.report.window_hours else None
     with db.transaction() as session:

@@ -58,7 +58,8 @@ class MentionRow(Base):
     author: Mapped[str] = mapped_column(String(256))
     author_followers: Mapped[int | None] = mapped_column(Integer)
     engagement: Mapped[int | None] = mapped_column(Integer)
-    language: Mapped[str | None] = mapped_column(String(16))
+    language: Mapped[str | None] = mapped_column(String(16))  # the platform's own tag
+    detected_language: Mapped[str | None] = mapped_column(String(16))  # kulak's detection
     text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     collected_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -22,6 +22,15 @@ _CHUNK = 500  # rows per INSERT statement, well under SQLite's variable limit
 
 
 @dataclass(frozen=True)
+class NewMention:
+    """A collected mention ready to store: the brands it matched and its detected language."""
+
+    mention: Mention
+    brands: tuple[str, ...]
+    detected_language: str | None = None
+
+
+@dataclass(frozen=True)
 class StoredMention:
     """A mention as stored: its database id, the collected values and its matched brands."""
 
@@ -70,14 +79,14 @@ def _insert(session: Session, table: type) -> object:
 
 def store_mentions(
     session: Session,
-    mentions: Sequence[tuple[Mention, Sequence[str]]],
+    mentions: Sequence[NewMention],
     *,
     cursor: tuple[str, str, str] | None = None,
     now: datetime | None = None,
 ) -> int:
     """Insert new mentions with their brands, and the cursor, in the caller's transaction.
 
-    ``mentions`` pairs each mention with the brand names it matched. Mentions already stored
+    Mentions already stored
     (same source and external id) are left as they are. ``cursor`` is (source, query, value).
     Returns how many mentions were new. Counts ``RETURNING`` rows, because psycopg reports
     ``rowcount`` -1 after ``ON CONFLICT DO NOTHING``.
@@ -86,11 +95,11 @@ def store_mentions(
     inserted = 0
     for start in range(0, len(mentions), _CHUNK):
         chunk = mentions[start : start + _CHUNK]
-        rows = [_mention_values(m, now) for m, _ in chunk]
+        rows = [_mention_values(item, now) for item in chunk]
         stmt = _insert(session, MentionRow).values(rows)  # type: ignore[attr-defined]
         stmt = stmt.on_conflict_do_nothing(index_elements=["source", "external_id"]).returning(MentionRow.id)
         inserted += len(session.execute(stmt).all())
-        keys = [(m.source, m.external_id) for m, _ in chunk]
+        keys = [(item.mention.source, item.mention.external_id) for item in chunk]
         found = session.execute(
             select(MentionRow.source, MentionRow.external_id, MentionRow.id).where(
                 tuple_(MentionRow.source, MentionRow.external_id).in_(keys)
@@ -98,7 +107,9 @@ def store_mentions(
         )
         ids = {(src, ext): mid for src, ext, mid in found}
         links = [
-            {"mention_id": ids[(m.source, m.external_id)], "brand": brand} for m, brands in chunk for brand in brands
+            {"mention_id": ids[(item.mention.source, item.mention.external_id)], "brand": brand}
+            for item in chunk
+            for brand in item.brands
         ]
         if links:
             link_stmt = _insert(session, MentionBrandRow).values(links)  # type: ignore[attr-defined]
@@ -108,7 +119,8 @@ def store_mentions(
     return inserted
 
 
-def _mention_values(m: Mention, now: datetime) -> dict[str, object]:
+def _mention_values(item: NewMention, now: datetime) -> dict[str, object]:
+    m = item.mention
     return {
         "source": m.source,
         "external_id": m.external_id,
@@ -118,6 +130,7 @@ def _mention_values(m: Mention, now: datetime) -> dict[str, object]:
         "author_followers": m.followers,
         "engagement": m.engagement,
         "language": m.language,
+        "detected_language": item.detected_language,
         "text": m.text,
         "created_at": m.created_at,
         "collected_at": now,

@@ -10,7 +10,14 @@ from sqlalchemy import func, select
 
 from kulak.config import Config
 from kulak.errors import StorageError
-from kulak.pipeline import brands_from_config, build_collectors, collect_all, load_configured_scorer, run_once
+from kulak.pipeline import (
+    brands_from_config,
+    build_collectors,
+    collect_all,
+    language_detector,
+    load_configured_scorer,
+    run_once,
+)
 from storage import repository as repo
 from storage.db import Database
 from storage.models import CursorRow, MentionBrandRow, MentionRow, ScoreRow
@@ -145,3 +152,16 @@ def test_score_pending__identical_texts_are_scored_once_per_run(
             .group_by(MentionRow.text)
         ).all()
     assert all(n == 1 for _, n in labels), "copies of a text share one label"
+
+
+def test_collect__stores_the_detected_language_beside_the_platform_tag(
+    db: Database, make_config: Callable[..., Config]
+) -> None:
+    cfg = make_config()
+    collect_all(db, build_collectors(cfg), brands_from_config(cfg), detector=language_detector(cfg))
+    with db.transaction() as s:
+        rows = s.execute(select(MentionRow.language, MentionRow.detected_language)).all()
+    known = [(tag, found) for tag, found in rows if found is not None]
+    assert len(known) >= 0.8 * len(rows), "most demo posts are long enough to tell"
+    agree = sum(1 for tag, found in known if tag == found)
+    assert agree >= 0.9 * len(known), f"detection agrees with the demo's tags on {agree}/{len(known)}"
