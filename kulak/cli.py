@@ -52,6 +52,15 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("file", type=Path)
     score.add_argument("-o", "--output", type=Path, required=True, help="output file (.tsv, .csv or .jsonl)")
 
+    labels = sub.add_parser("labels", help="people's sentiment corrections: set one, or export them all")
+    lsub = labels.add_subparsers(dest="labels_command", required=True, metavar="ACTION")
+    lset = lsub.add_parser("set", help="label a mention (its #id is shown in summaries); overrides the model")
+    lset.add_argument("mention_id", type=int)
+    lset.add_argument("label", choices=["negative", "neutral", "positive"])
+    lset.add_argument("--by", default=None, help="who labels it (default: $USER)")
+    lexp = lsub.add_parser("export", help="write corrected labels as TSV (text, label) for train-sentiment --extra")
+    lexp.add_argument("output", type=Path)
+
     sub.add_parser("rescore", help="score stored mentions that lack a score from the configured model (resumable)")
 
     ev = sub.add_parser("eval", help="macro-recall and macro-F1 on labelled files (text + label columns)")
@@ -63,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
         "--data-root", type=Path, default=Path("../shared/data"), help="labelled data root (has sentiment/)"
     )
     tr.add_argument("-o", "--output", type=Path, default=None, help="head file to write (default: the bundled head)")
+    tr.add_argument(
+        "--extra", type=Path, action="append", default=[], help="more labelled TSV files, e.g. from labels export"
+    )
     tr.add_argument("--english-limit", type=int, default=None, help="sample this many English tweets (default: all)")
 
     cfg = sub.add_parser("config", help="show the effective settings (secrets masked)")
@@ -137,6 +149,33 @@ def cmd_import(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_labels(cfg: Config, args: argparse.Namespace) -> int:
+    import getpass
+
+    from storage import repository as repo
+
+    db = open_database(cfg)
+    try:
+        with db.transaction() as session:
+            if args.labels_command == "set":
+                try:
+                    repo.set_correction(session, args.mention_id, args.label, by=args.by or getpass.getuser())
+                except KeyError:
+                    raise InputFileError(f"no mention #{args.mention_id}; ids are shown in the run summary") from None
+                print(f"mention #{args.mention_id} is now {args.label} (overrides the model)")
+                return 0
+            rows = repo.corrected_texts(session)
+    finally:
+        db.dispose()
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    with args.output.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar=None)
+        writer.writerow(["text", "label"])
+        writer.writerows([(" ".join(text.split()), label) for text, label in rows])
+    print(f"wrote {len(rows)} corrected labels to {args.output}")
+    return 0
+
+
 def cmd_rescore(cfg: Config, args: argparse.Namespace) -> int:
     db = open_database(cfg)
     try:
@@ -202,7 +241,7 @@ def cmd_train(cfg: Config, args: argparse.Namespace) -> int:
     from sentiment.train import TrainSettings, default_train_files, default_val_files, train_sentiment
 
     root: Path = args.data_root
-    train_files, val_files = default_train_files(root), default_val_files(root)
+    train_files, val_files = default_train_files(root) + list(args.extra), default_val_files(root)
     missing = [str(p) for p in train_files + val_files if not p.is_file()]
     if missing:
         raise InputFileError(
@@ -261,6 +300,7 @@ def cmd_config(cfg: Config, args: argparse.Namespace) -> int:
 COMMANDS = {
     "run": cmd_run,
     "import": cmd_import,
+    "labels": cmd_labels,
     "rescore": cmd_rescore,
     "score": cmd_score,
     "eval": cmd_eval,

@@ -37,6 +37,9 @@ def render_summary(summaries: Sequence[BrandSummary], *, competitors: Collection
         lines += ["", f"Most negative about {s.brand}:"]
         for post in s.most_negative:
             when = post.created_at.strftime("%Y-%m-%d %H:%M")
-            lines.append(f"  {post.negative:4.0%}  {when}  @{post.author} on {post.platform}: {_one_line(post.text)}")
-            lines.append(f"        {post.url}")
+            lines.append(
+                f"  #{post.mention_id:<6} {post.negative:4.0%}  {when}  @{post.author} on {post.platform}: "
+                f"{_one_line(post.text)}"
+            )
+            lines.append(f"{'':15}{post.url}")
     return "\n".join(lines)

@@ -94,3 +94,14 @@ class CursorRow(Base):
     query: Mapped[str] = mapped_column(String(512), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CorrectionRow(Base):
+    """A person's sentiment label for a mention; it overrides every model's score."""
+
+    __tablename__ = "corrections"
+
+    mention_id: Mapped[int] = mapped_column(ForeignKey("mentions.id", ondelete="CASCADE"), primary_key=True)
+    label: Mapped[str] = mapped_column(String(16))
+    labelled_by: Mapped[str] = mapped_column(String(128))
+    labelled_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from listener.base import Mention
 from sentiment.types import Score
-from storage.models import CursorRow, MentionBrandRow, MentionRow, ScoreRow
+from storage.models import CorrectionRow, CursorRow, MentionBrandRow, MentionRow, ScoreRow
 
 _CHUNK = 500  # rows per INSERT statement, well under SQLite's variable limit
 
@@ -247,42 +247,30 @@ def brand_summaries(
     top_n: int = 3,
     since: datetime | None = None,
 ) -> list[BrandSummary]:
-    """Mentions, label counts and the most negative posts per brand, for one model version."""
+    """Mentions, label counts and the most negative posts per brand, for one model version.
+
+    A person's correction overrides the model's label wherever it exists.
+    """
     score_join = and_(
         ScoreRow.mention_id == MentionRow.id, ScoreRow.model_id == model_id, ScoreRow.model_version == model_version
     )
+    label = func.coalesce(CorrectionRow.label, ScoreRow.label)
     base = (
-        select(MentionBrandRow.brand, ScoreRow.label, func.count(MentionRow.id))
+        select(MentionBrandRow.brand, label, func.count(MentionRow.id))
         .join(MentionRow, MentionRow.id == MentionBrandRow.mention_id)
         .outerjoin(ScoreRow, score_join)
-        .group_by(MentionBrandRow.brand, ScoreRow.label)
+        .outerjoin(CorrectionRow, CorrectionRow.mention_id == MentionRow.id)
+        .group_by(MentionBrandRow.brand, label)
     )
     if since is not None:
         base = base.where(MentionRow.created_at >= since)
     counts: dict[str, dict[str | None, int]] = {}
-    for brand, label, n in session.execute(base):
-        counts.setdefault(brand, {})[label] = int(n)
+    for brand, effective, n in session.execute(base):
+        counts.setdefault(brand, {})[effective] = int(n)
     out = []
     for brand in sorted(counts):
         by_label = counts[brand]
-        worst = (
-            select(MentionRow, ScoreRow.negative)
-            .join(MentionBrandRow, MentionBrandRow.mention_id == MentionRow.id)
-            .join(ScoreRow, score_join)
-            .where(MentionBrandRow.brand == brand, ScoreRow.label == "negative")
-            .order_by(ScoreRow.negative.desc(), MentionRow.id)
-            .limit(top_n * 20)  # room to skip copies of the same text (retweets, campaigns)
-        )
-        if since is not None:
-            worst = worst.where(MentionRow.created_at >= since)
-        posts: list[ScoredPost] = []
-        texts: set[str] = set()
-        for r, neg in session.execute(worst):
-            key = " ".join(r.text.casefold().split())
-            if key not in texts and len(posts) < top_n:
-                texts.add(key)
-                posts.append(ScoredPost(r.id, r.text, r.url, r.author, r.platform, r.created_at, float(neg)))
-        scored = sum(n for label, n in by_label.items() if label is not None)
+        scored = sum(n for effective, n in by_label.items() if effective is not None)
         out.append(
             BrandSummary(
                 brand=brand,
@@ -291,7 +279,60 @@ def brand_summaries(
                 negative=by_label.get("negative", 0),
                 neutral=by_label.get("neutral", 0),
                 positive=by_label.get("positive", 0),
-                most_negative=tuple(posts),
+                most_negative=_most_negative(session, brand, score_join, top_n=top_n, since=since),
             )
         )
     return out
+
+
+def _most_negative(
+    session: Session, brand: str, score_join: ColumnElement[bool], *, top_n: int, since: datetime | None
+) -> tuple[ScoredPost, ...]:
+    negativity = func.coalesce(ScoreRow.negative, 1.0)  # a post people marked negative needs no score
+    worst = (
+        select(MentionRow, negativity)
+        .join(MentionBrandRow, MentionBrandRow.mention_id == MentionRow.id)
+        .outerjoin(ScoreRow, score_join)
+        .outerjoin(CorrectionRow, CorrectionRow.mention_id == MentionRow.id)
+        .where(MentionBrandRow.brand == brand, func.coalesce(CorrectionRow.label, ScoreRow.label) == "negative")
+        .order_by(negativity.desc(), MentionRow.id)
+        .limit(top_n * 20)  # room to skip copies of the same text (retweets, campaigns)
+    )
+    if since is not None:
+        worst = worst.where(MentionRow.created_at >= since)
+    posts: list[ScoredPost] = []
+    texts: set[str] = set()
+    for r, neg in session.execute(worst):
+        key = " ".join(r.text.casefold().split())
+        if key not in texts and len(posts) < top_n:
+            texts.add(key)
+            posts.append(ScoredPost(r.id, r.text, r.url, r.author, r.platform, r.created_at, float(neg)))
+    return tuple(posts)
+
+
+def set_correction(session: Session, mention_id: int, label: str, *, by: str, now: datetime | None = None) -> None:
+    """Record (or replace) a person's label for a mention; raises KeyError if the mention is unknown."""
+    if session.get(MentionRow, mention_id) is None:
+        raise KeyError(mention_id)
+    stmt = _insert(session, CorrectionRow).values(  # type: ignore[attr-defined]
+        mention_id=mention_id, label=label, labelled_by=by, labelled_at=now or datetime.now(UTC)
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["mention_id"],
+        set_={
+            "label": stmt.excluded.label,
+            "labelled_by": stmt.excluded.labelled_by,
+            "labelled_at": stmt.excluded.labelled_at,
+        },
+    )
+    session.execute(stmt)
+
+
+def corrected_texts(session: Session) -> list[tuple[str, str]]:
+    """(text, label) of every corrected mention, oldest correction first."""
+    rows = session.execute(
+        select(MentionRow.text, CorrectionRow.label)
+        .join(CorrectionRow, CorrectionRow.mention_id == MentionRow.id)
+        .order_by(CorrectionRow.labelled_at, MentionRow.id)
+    )
+    return [(text, label) for text, label in rows]

@@ -193,3 +193,41 @@ def test_rescore__after_a_model_change_is_resumable(
     assert "scored 20 stored mentions" in capsys.readouterr().out, "the first chunk was kept"
     assert main([*args, "rescore"]) == 0
     assert "scored 0 stored mentions" in capsys.readouterr().out
+
+
+def test_labels__a_correction_overrides_the_model_and_is_exported(
+    tmp_path: Path, base_args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kulak.config import load_config
+    from kulak.pipeline import load_configured_scorer, open_database
+    from storage import repository as repo
+
+    path = _jsonl(tmp_path / "e.jsonl", [{**ROW, "id": f"c{i}", "text": f"Paketto parcel {i}"} for i in range(4)])
+    assert main([*base_args, "import", str(path)]) == 0
+    cfg = load_config(None, environ={}, overrides={"data_dir": str(tmp_path / "data"), "model.name": base_args[-1]})
+    scorer = load_configured_scorer(cfg)
+
+    def summary() -> repo.BrandSummary:
+        db = open_database(cfg)
+        with db.transaction() as s:
+            (paketto,) = repo.brand_summaries(s, model_id=scorer.model_id, model_version=scorer.model_version)
+        db.dispose()
+        return paketto
+
+    before = summary()
+    assert main([*base_args, "labels", "set", "1", "negative", "--by", "ayse"]) == 0
+    assert main([*base_args, "labels", "set", "2", "positive", "--by", "ayse"]) == 0
+    after = summary()
+    assert after.mentions == before.mentions == 4
+    assert 1 in [p.mention_id for p in after.most_negative]
+    assert 2 not in [p.mention_id for p in after.most_negative]
+    assert after.negative >= 1 and after.positive >= 1
+    assert main([*base_args, "labels", "set", "99", "negative"]) == 2
+    assert "no mention #99" in capsys.readouterr().err
+    out = tmp_path / "labels.tsv"
+    assert main([*base_args, "labels", "export", str(out)]) == 0
+    assert out.read_text(encoding="utf-8").splitlines() == [
+        "text\tlabel",
+        "Paketto parcel 0\tnegative",
+        "Paketto parcel 1\tpositive",
+    ]
