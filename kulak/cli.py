@@ -77,6 +77,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("--english-limit", type=int, default=None, help="sample this many English tweets (default: all)")
 
+    bench = sub.add_parser("bench", help="benchmarks: `kulak bench score` measures scoring speed and memory")
+    bsub = bench.add_subparsers(dest="bench_command", required=True, metavar="WHAT")
+    bscore = bsub.add_parser("score", help="texts/s and peak RSS of the pipeline default, torch and ONNX int8 paths")
+    bscore.add_argument("--file", type=Path, help="TSV/CSV/JSONL with a text column (default: demo posts)")
+    bscore.add_argument("--limit", type=int, default=1000, help="texts to score (default 1000)")
+    bscore.add_argument("--paths", default=",".join(("pipeline", "torch", "onnx-int8")), help="comma-separated")
+
     cfg = sub.add_parser("config", help="show the effective settings (secrets masked)")
     cfg.add_argument("--docs", action="store_true", help="print the settings as a Markdown table")
     return p
@@ -275,6 +282,30 @@ def _doc_default(value: object) -> str:
     return f"`{value}`"
 
 
+def cmd_bench(cfg: Config, args: argparse.Namespace) -> int:
+    import os
+    import tempfile
+
+    from kulak.bench import PATH_HELP, demo_corpus, render, run_bench
+    from sentiment.datasets import read_table
+    from sentiment.e5 import ensure_e5_checkpoint
+
+    texts = read_table(args.file).texts()[: args.limit] if args.file else demo_corpus(args.limit)
+    paths = [p.strip() for p in args.paths.split(",") if p.strip()]
+    unknown = [p for p in paths if p not in PATH_HELP]
+    if unknown:
+        raise ConfigError(f"unknown bench path {unknown[0]!r}; choose from {', '.join(PATH_HELP)}.")
+    cache_dir = cfg.data_dir / "models"
+    ensure_e5_checkpoint(cache_dir)
+    print(f"corpus: {len(texts)} texts from {args.file or 'the demo source'}; {os.cpu_count()} CPU cores", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        results = run_bench(texts, paths=paths, cache_dir=cache_dir, workdir=Path(tmp))
+    print(render(results))
+    for p in paths:
+        print(f"  {p}: {PATH_HELP[p]}")
+    return 0
+
+
 def cmd_config(cfg: Config, args: argparse.Namespace) -> int:
     if args.docs:
         print("| key | environment | default | meaning |\n|---|---|---|---|")
@@ -305,6 +336,7 @@ COMMANDS = {
     "score": cmd_score,
     "eval": cmd_eval,
     "train-sentiment": cmd_train,
+    "bench": cmd_bench,
     "config": cmd_config,
 }
 

@@ -69,6 +69,9 @@ class ModelConfig:
         "sequence-classification model id or local checkpoint directory.",
     )
     head: str = setting("", "Sentiment head file for the default model; empty means the bundled one.")
+    backend: str = setting(
+        "torch", "Encoder runtime of the default model: 'torch' or 'onnx-int8' (needs the onnx extra)."
+    )
     batch_size: int = setting(32, "Texts per scoring batch (batches are length-sorted).")
     max_length: int = setting(256, "Longest input in tokens; longer posts are truncated.")
 

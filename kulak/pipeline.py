@@ -81,6 +81,7 @@ def load_configured_scorer(cfg: Config) -> Scorer:
         head_path=head,
         batch_size=cfg.model.batch_size,
         max_length=cfg.model.max_length,
+        backend=cfg.model.backend,
     )
 
 

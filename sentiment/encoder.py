@@ -55,6 +55,11 @@ class Encoder:
         return cls(model, tokenizer, prefix=prefix, max_length=max_length)
 
     @property
+    def on_gpu(self) -> bool:
+        """True when the model runs on CUDA (fp16), where large batches pay off."""
+        return bool(next(self.model.parameters()).is_cuda)
+
+    @property
     def dim(self) -> int:
         """Size of the vectors :meth:`embed` returns."""
         return int(self.model.config.hidden_size)

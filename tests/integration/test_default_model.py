@@ -114,3 +114,24 @@ def test_default_model__demo_spike_posts_are_scored_mostly_negative(
     assert len(spike) >= 50
     share_negative = spike.count("negative") / len(spike)
     assert share_negative >= 0.7, f"only {share_negative:.0%} of the outage posts scored negative"
+
+
+def test_bench_score__reports_each_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from kulak.cli import main
+
+    args = ["--data-dir", str(tmp_path), "bench", "score", "--limit", "40", "--paths", "torch,onnx-int8"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    rows = [line.split("|") for line in out.splitlines() if line.startswith("| torch") or line.startswith("| onnx")]
+    assert [r[1].strip() for r in rows] == ["torch", "onnx-int8"]
+    assert all(float(r[3]) > 0 and float(r[5]) > 100 for r in rows), "texts/s and peak RSS (MB) are measured"
+
+
+def test_onnx_int8__embeddings_stay_close_to_torch(model_cache: Path) -> None:
+    from sentiment.e5 import ensure_e5_checkpoint
+    from sentiment.onnx_backend import OnnxEncoder, ensure_int8_model
+
+    checkpoint = ensure_e5_checkpoint(model_cache)
+    ours = Encoder.from_pretrained(checkpoint).embed(TEXTS)
+    int8 = OnnxEncoder(ensure_int8_model(checkpoint)).embed(TEXTS)
+    assert float((ours * int8).sum(axis=1).min()) > 0.97

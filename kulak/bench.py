@@ -1,0 +1,127 @@
+"""``kulak bench score``: texts/s and peak memory of each scoring path, on a fixed corpus.
+
+Each path runs in its own process so its peak RSS is its own. Model loading is not timed;
+the first batch is a warm-up and is not timed either.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+PATHS = ("pipeline", "torch", "onnx-int8")
+PATH_HELP = {
+    "pipeline": "transformers pipeline('feature-extraction'), default batch 1, same encoder + head",
+    "torch": "kulak's torch path: length-sorted batches of 32, dynamic padding",
+    "onnx-int8": "kulak's ONNX Runtime int8 path (torch.onnx.export + quantize_dynamic)",
+}
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    path: str
+    texts: int
+    seconds: float
+    peak_rss_mb: float
+
+    @property
+    def texts_per_second(self) -> float:
+        return self.texts / self.seconds if self.seconds else 0.0
+
+
+def demo_corpus(limit: int) -> list[str]:
+    """Distinct tweet-length texts from the demo source (deterministic)."""
+    from listener.demo import DemoCollector
+
+    texts: dict[str, None] = {}
+    for hour in range(10_000):
+        for m in DemoCollector().posts_in_hour(hour):
+            texts.setdefault(f"{m.text} ({m.author})")
+        if len(texts) >= limit:
+            break
+    return list(texts)[:limit]
+
+
+def _run_path(path: str, texts: list[str], cache_dir: Path) -> float:
+    """Score ``texts`` with one path and return the timed seconds."""
+    from sentiment.e5 import ensure_e5_checkpoint
+    from sentiment.scorer import load_default_scorer
+
+    if path == "pipeline":
+        from transformers import pipeline
+
+        from sentiment.head import Head
+        from sentiment.scorer import BUNDLED_HEAD
+
+        extractor = pipeline("feature-extraction", model=str(ensure_e5_checkpoint(cache_dir)), framework="pt")
+        head = Head.load(BUNDLED_HEAD)
+
+        def score(batch: list[str]) -> None:
+            for text in batch:  # the pipeline's default: one text at a time
+                hidden = np.asarray(extractor("query: " + text, truncation=True, max_length=256))[0]
+                pooled = hidden.mean(axis=0)
+                head.probabilities((pooled / np.linalg.norm(pooled))[None, :])
+    else:
+        scorer = load_default_scorer(cache_dir, backend=path)
+
+        def score(batch: list[str]) -> None:
+            scorer.score(batch)
+
+    score(texts[:32])  # warm-up
+    start = time.perf_counter()
+    score(texts)
+    return time.perf_counter() - start
+
+
+def worker(argv: Sequence[str]) -> None:
+    """Entry point of the per-path child process: prints one JSON line."""
+    path, corpus_file, cache_dir = argv
+    texts = json.loads(Path(corpus_file).read_text(encoding="utf-8"))
+    seconds = _run_path(path, texts, Path(cache_dir))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"path": path, "texts": len(texts), "seconds": seconds, "peak_rss_mb": peak}))
+
+
+def run_bench(texts: list[str], *, paths: Sequence[str], cache_dir: Path, workdir: Path) -> list[BenchResult]:
+    """Run each path in a fresh process on the same texts."""
+    corpus = workdir / "bench-corpus.json"
+    corpus.write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
+    results = []
+    for path in paths:
+        proc = subprocess.run(
+            [sys.executable, "-m", "kulak.bench", path, str(corpus), str(cache_dir)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
+            raise RuntimeError(f"bench path {path!r} failed: {tail[0]}")
+        data = json.loads(proc.stdout.strip().splitlines()[-1])
+        results.append(BenchResult(data["path"], data["texts"], data["seconds"], data["peak_rss_mb"]))
+    return results
+
+
+def render(results: Sequence[BenchResult]) -> str:
+    """A Markdown table with the speed-up over the pipeline default."""
+    base = next((r.texts_per_second for r in results if r.path == "pipeline"), None)
+    lines = ["| path | texts | texts/s | vs pipeline | peak RSS (MB) |", "|---|---|---|---|---|"]
+    for r in results:
+        ratio = f"{r.texts_per_second / base:.1f}×" if base else "–"
+        lines.append(f"| {r.path} | {r.texts} | {r.texts_per_second:.1f} | {ratio} | {r.peak_rss_mb:.0f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    from sentiment.encoder import quiet_transformers
+
+    quiet_transformers()
+    worker(sys.argv[1:])
