@@ -64,8 +64,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("rescore", help="score stored mentions that lack a score from the configured model (resumable)")
 
     ev = sub.add_parser("eval", help="macro-recall and macro-F1 on labelled files (text + label columns)")
-    ev.add_argument("files", type=Path, nargs="+")
+    ev.add_argument("files", type=Path, nargs="*", help="labelled files (default with --card: the model card's)")
     ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ev.add_argument("--card", type=Path, help="write the model card (e.g. docs/model-card.md) from the standard files")
+    ev.add_argument("--data-root", type=Path, default=Path("../shared/data"), help="data root for --card")
 
     tr = sub.add_parser("train-sentiment", help="train the default model's sentiment head")
     tr.add_argument(
@@ -229,15 +231,27 @@ def cmd_score(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_eval(cfg: Config, args: argparse.Namespace) -> int:
-    from sentiment.evaluate import evaluate_files, render_table
+    from datetime import UTC, datetime
 
+    from sentiment.evaluate import evaluate_files, model_card_files, render_model_card, render_table
+
+    files = list(args.files) or (model_card_files(args.data_root) if args.card else [])
+    if not files:
+        raise InputFileError("give labelled files to evaluate, or --card to evaluate the model card's files.")
     scorer = load_configured_scorer(cfg)
-    results = evaluate_files(scorer, args.files)
+    results = evaluate_files(scorer, files)
     if args.json:
         print(json.dumps([r.as_dict() for r in results], indent=2))
     else:
         print(f"model: {scorer.model_id} ({scorer.model_version})\n")
         print(render_table(results))
+    if args.card:
+        model = f"{scorer.model_id} ({scorer.model_version})"
+        command = f"kulak eval --card {args.card} --data-root {args.data_root}"
+        date = datetime.now(UTC).strftime("%Y-%m-%d")
+        args.card.parent.mkdir(parents=True, exist_ok=True)
+        args.card.write_text(render_model_card(results, model=model, command=command, date=date), encoding="utf-8")
+        print(f"\nwrote {args.card}")
     return 0
 
 

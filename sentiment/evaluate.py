@@ -57,3 +57,72 @@ def render_table(results: Sequence[FileResult]) -> str:
 
 
 __all__ = ["LABELS", "FileResult", "evaluate_file", "evaluate_files", "render_table"]
+
+
+XLMT = ("arabic", "english", "french", "german", "hindi", "italian", "portuguese", "spanish")
+ANCHORS = {
+    "en_tweets_test.tsv": "TweetEval macro-recall: VADER 57.0, RoBERTa-base 71.3, BERTweet 73.4, TimeLMs 73.7",
+}
+TARGETS = (  # (what, metric, threshold) from the model issue
+    ("en_tweets_test macro-recall", "en", 0.72),
+    ("XLM-T average macro-F1", "xlmt", 0.66),
+    ("hu_sst_dev macro-recall", "hu", 0.60),
+    ("tr_reviews_dev accuracy", "tr", 0.85),
+)
+
+
+def model_card_files(data_root: Path) -> list[Path]:
+    """The evaluation files of the model card, in table order."""
+    s = data_root / "sentiment"
+    fixed = [s / "en_tweets_test.tsv", s / "hu_sst_dev.tsv", s / "tr_reviews_dev.tsv"]
+    return fixed + [s / "xlmt" / f"{lang}_test.tsv" for lang in XLMT]
+
+
+def _target_values(results: Sequence[FileResult]) -> dict[str, float]:
+    by_file = {r.file: r.metrics for r in results}
+    xlmt = [by_file[f"{lang}_test.tsv"].macro_f1 for lang in XLMT if f"{lang}_test.tsv" in by_file]
+    values = {}
+    if "en_tweets_test.tsv" in by_file:
+        values["en"] = by_file["en_tweets_test.tsv"].macro_recall
+    if len(xlmt) == len(XLMT):
+        values["xlmt"] = sum(xlmt) / len(xlmt)
+    if "hu_sst_dev.tsv" in by_file:
+        values["hu"] = by_file["hu_sst_dev.tsv"].macro_recall
+    if "tr_reviews_dev.tsv" in by_file:
+        values["tr"] = by_file["tr_reviews_dev.tsv"].accuracy
+    return values
+
+
+def render_model_card(results: Sequence[FileResult], *, model: str, command: str, date: str) -> str:
+    """The Markdown evaluation table of ``docs/model-card.md``."""
+    lines = [
+        "# Model card: kulak's default sentiment model",
+        "",
+        f"Model: `{model}`. Evaluated {date} with",
+        "",
+        "```sh",
+        command,
+        "```",
+        "",
+        "| file | rows | macro-recall | macro-F1 | accuracy | published anchors |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        m = r.metrics
+        name = r.file + (" (binary: negative vs positive)" if r.binary else "")
+        anchor = ANCHORS.get(r.file, "")
+        lines.append(f"| {name} | {m.n} | {m.macro_recall:.3f} | {m.macro_f1:.3f} | {m.accuracy:.3f} | {anchor} |")
+    values = _target_values(results)
+    if "xlmt" in values:
+        lines.append(f"| XLM-T average (8 languages) | | | {values['xlmt']:.3f} | | XLM-T 69.4 macro-F1 (UMSAB) |")
+    lines += ["", "| target | measured | threshold | met |", "|---|---|---|---|"]
+    for what, key, threshold in TARGETS:
+        if key in values:
+            met = "yes" if values[key] >= threshold else "**no**"
+            lines.append(f"| {what} | {values[key]:.3f} | {threshold:.2f} | {met} |")
+    lines += [
+        "",
+        "Test splits are used here only; training reads train files and model selection reads",
+        "validation files (`kulak train-sentiment` refuses any file named *test*).",
+    ]
+    return "\n".join(lines) + "\n"

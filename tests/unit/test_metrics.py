@@ -19,3 +19,21 @@ def test_evaluate__macro_recall_and_f1_match_hand_computation() -> None:
 def test_evaluate__binary_gold_ignores_the_missing_class() -> None:
     m = evaluate(["negative", "positive"], ["negative", "positive"])
     assert m.macro_recall == 1.0
+
+
+def test_model_card__marks_targets_met_and_missed() -> None:
+    from sentiment.evaluate import XLMT, FileResult, render_model_card
+    from sentiment.metrics import Metrics
+
+    def result(name: str, recall: float, f1: float, acc: float, binary: bool = False) -> FileResult:
+        return FileResult(name, binary, Metrics(n=10, macro_recall=recall, macro_f1=f1, accuracy=acc))
+
+    results = [result("en_tweets_test.tsv", 0.73, 0.7, 0.7), result("hu_sst_dev.tsv", 0.5, 0.4, 0.5)]
+    results += [result("tr_reviews_dev.tsv", 0.9, 0.9, 0.86, binary=True)]
+    results += [result(f"{lang}_test.tsv", 0.6, 0.64, 0.6) for lang in XLMT]
+    card = render_model_card(results, model="m", command="kulak eval --card x", date="2026-11-22")
+    assert "| en_tweets_test macro-recall | 0.730 | 0.72 | yes |" in card
+    assert "| XLM-T average macro-F1 | 0.640 | 0.66 | **no** |" in card
+    assert "| hu_sst_dev macro-recall | 0.500 | 0.60 | **no** |" in card
+    assert "| tr_reviews_dev accuracy | 0.860 | 0.85 | yes |" in card
+    assert "BERTweet 73.4" in card
