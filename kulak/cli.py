@@ -61,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     lexp = lsub.add_parser("export", help="write corrected labels as TSV (text, label) for train-sentiment --extra")
     lexp.add_argument("output", type=Path)
 
+    sub.add_parser("sources", help="health of each source: last success, last error, failures, next run")
+
     sub.add_parser("rescore", help="score stored mentions that lack a score from the configured model (resumable)")
 
     ev = sub.add_parser("eval", help="macro-recall and macro-F1 on labelled files (text + label columns)")
@@ -110,11 +112,14 @@ def _setup_logging(cfg: Config, verbose: int) -> None:
 
 
 def print_run(result: RunResult) -> None:
-    """Print what a run did and the per-brand summary."""
+    """Print what a run did, any source failures, and the per-brand summary."""
     from reports.summary import render_summary
 
     for s in result.collected:
-        print(f"{s.source}: {s.seen} posts read, {s.new} new mentions stored, {s.unmatched} without a brand")
+        line = f"{s.source}: {s.seen} posts read, {s.new} new mentions stored, {s.unmatched} without a brand"
+        print(line + (f" -- FAILED: {s.error}" if s.error else ""))
+    for warning in result.warnings:
+        print(warning)
     print(f"scored {result.scored} mentions\n")
     competitors = {b.name for b in result.brands if b.competitor}
     print(render_summary(result.summaries, competitors=competitors, model=result.model))
@@ -182,6 +187,21 @@ def cmd_labels(cfg: Config, args: argparse.Namespace) -> int:
         writer.writerow(["text", "label"])
         writer.writerows([(" ".join(text.split()), label) for text, label in rows])
     print(f"wrote {len(rows)} corrected labels to {args.output}")
+    return 0
+
+
+def cmd_sources(cfg: Config, args: argparse.Namespace) -> int:
+    from kulak.scheduler import next_run_time
+    from reports.health import render_health
+    from storage import repository as repo
+
+    db = open_database(cfg)
+    try:
+        with db.transaction() as session:
+            records = repo.source_health(session)
+        print(render_health(records, next_run=next_run_time(db)))
+    finally:
+        db.dispose()
     return 0
 
 
@@ -346,6 +366,7 @@ COMMANDS = {
     "run": cmd_run,
     "import": cmd_import,
     "labels": cmd_labels,
+    "sources": cmd_sources,
     "rescore": cmd_rescore,
     "score": cmd_score,
     "eval": cmd_eval,

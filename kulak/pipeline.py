@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from kulak.config import Config
-from kulak.errors import ConfigError
+from kulak.errors import ConfigError, SourceError
 from kulak.progress import progress, progress_bar
 from listener.base import Batch, Collector
 from listener.brands import Brand, BrandMatcher
 from listener.demo import DEMO_BRANDS, DemoCollector, DemoSettings
 from listener.files import FileImporter
+from reports.health import health_warnings
 from sentiment.language import LanguageDetector
 from sentiment.scorer import Scorer, load_scorer
 from sentiment.types import Score
@@ -36,6 +37,7 @@ class CollectStats:
     new: int = 0
     unmatched: int = 0
     skipped: list[str] = field(default_factory=list)
+    error: str | None = None
 
 
 def brands_from_config(cfg: Config) -> tuple[Brand, ...]:
@@ -112,15 +114,36 @@ def language_detector(cfg: Config) -> LanguageDetector | None:
     return LanguageDetector(cfg.language.candidates) if cfg.language.enabled else None
 
 
+def _guarded(collector: Collector, cursor: str | None, stats: CollectStats) -> Iterator[Batch]:
+    """The collector's batches; a failure of the collector (not of storage) ends them and is noted."""
+    try:
+        yield from collector.collect(cursor)
+    except SourceError as exc:
+        stats.error = f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # a collector bug must not silence the other sources
+        log.exception("collector %s crashed", collector.name)
+        stats.error = f"internal error in the {collector.name} collector: {type(exc).__name__}: {exc}"
+
+
 def collect(
     db: Database, collector: Collector, matcher: BrandMatcher, *, detector: LanguageDetector | None = None
 ) -> CollectStats:
-    """Run one collection: every batch the collector yields after its stored cursor."""
+    """Run one collection: every batch the collector yields after its stored cursor.
+
+    A failing source never stops the run: batches stored before the failure stay stored (each
+    with its cursor), the error goes into the source's health record, and the caller carries on.
+    """
     stats = CollectStats(source=collector.name)
     with db.transaction() as session:
         cursor = repo.get_cursor(session, collector.name)
-    for batch in progress(collector.collect(cursor), desc=f"collecting {collector.name}", unit="batch"):
+    batches = _guarded(collector, cursor, stats)
+    for batch in progress(batches, desc=f"collecting {collector.name}", unit="batch"):
         store_batch(db, batch, source=collector.name, matcher=matcher, stats=stats, detector=detector)
+    with db.transaction() as session:
+        if stats.error is None:
+            repo.record_success(session, collector.name, new_mentions=stats.new)
+        else:
+            repo.record_failure(session, collector.name, error=stats.error)
     log.info("%s: %d seen, %d new, %d without a brand", collector.name, stats.seen, stats.new, stats.unmatched)
     return stats
 
@@ -192,6 +215,7 @@ class RunResult:
     summaries: list[repo.BrandSummary]
     model: str
     brands: tuple[Brand, ...]
+    warnings: list[str] = field(default_factory=list)
 
 
 def run_once(
@@ -211,4 +235,5 @@ def run_once(
             top_n=cfg.report.top_negative,
             since=since,
         )
-    return RunResult(stats, scored, summaries, f"{scorer.model_id} ({scorer.model_version})", brands)
+        warnings = health_warnings(repo.source_health(session))
+    return RunResult(stats, scored, summaries, f"{scorer.model_id} ({scorer.model_version})", brands, warnings)

@@ -89,3 +89,16 @@ def run_forever(cfg: Config, *, db: Database, scorer: Scorer, on_result: Callabl
             scheduler.shutdown(wait=True)
         signal.signal(signal.SIGTERM, previous)
         _runtime = None
+
+
+def next_run_time(db: Database) -> datetime | None:
+    """When the scheduled collection runs next, from the job store (None before `kulak run`)."""
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+    from sqlalchemy import inspect
+
+    with db.engine.connect() as conn:
+        if JOBS_TABLE not in inspect(conn).get_table_names():
+            return None
+    store = SQLAlchemyJobStore(engine=db.engine, tablename=JOBS_TABLE)
+    job = store.lookup_job(JOB_ID)
+    return job.next_run_time if job is not None else None

@@ -105,3 +105,16 @@ class CorrectionRow(Base):
     label: Mapped[str] = mapped_column(String(16))
     labelled_by: Mapped[str] = mapped_column(String(128))
     labelled_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SourceHealthRow(Base):
+    """How each source's collections have gone: the basis of `kulak sources` and its warnings."""
+
+    __tablename__ = "source_health"
+
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_new_mentions: Mapped[int] = mapped_column(Integer, default=0)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from listener.base import Mention
 from sentiment.types import Score
-from storage.models import CorrectionRow, CursorRow, MentionBrandRow, MentionRow, ScoreRow
+from storage.models import CorrectionRow, CursorRow, MentionBrandRow, MentionRow, ScoreRow, SourceHealthRow
 
 _CHUNK = 500  # rows per INSERT statement, well under SQLite's variable limit
 
@@ -336,3 +336,50 @@ def corrected_texts(session: Session) -> list[tuple[str, str]]:
         .order_by(CorrectionRow.labelled_at, MentionRow.id)
     )
     return [(text, label) for text, label in rows]
+
+
+@dataclass(frozen=True)
+class SourceHealth:
+    """The collection record of one source."""
+
+    source: str
+    last_success_at: datetime | None
+    last_error_at: datetime | None
+    last_error: str | None
+    consecutive_failures: int
+    last_new_mentions: int
+
+
+def _health_row(session: Session, source: str) -> SourceHealthRow:
+    row = session.get(SourceHealthRow, source)
+    if row is None:
+        row = SourceHealthRow(source=source, consecutive_failures=0, last_new_mentions=0)
+        session.add(row)
+    return row
+
+
+def record_success(session: Session, source: str, *, new_mentions: int, now: datetime | None = None) -> None:
+    """A collection from ``source`` finished: failures reset."""
+    row = _health_row(session, source)
+    row.last_success_at = now or datetime.now(UTC)
+    row.consecutive_failures = 0
+    row.last_new_mentions = new_mentions
+
+
+def record_failure(session: Session, source: str, *, error: str, now: datetime | None = None) -> None:
+    """A collection from ``source`` failed with ``error`` (already free of secrets)."""
+    row = _health_row(session, source)
+    row.last_error_at = now or datetime.now(UTC)
+    row.last_error = error[:2000]
+    row.consecutive_failures = (row.consecutive_failures or 0) + 1
+
+
+def source_health(session: Session) -> list[SourceHealth]:
+    """Every source's record, by name."""
+    rows = session.scalars(select(SourceHealthRow).order_by(SourceHealthRow.source)).all()
+    return [
+        SourceHealth(
+            r.source, r.last_success_at, r.last_error_at, r.last_error, r.consecutive_failures, r.last_new_mentions
+        )
+        for r in rows
+    ]

@@ -119,7 +119,9 @@ def test_eval__prints_macro_recall_and_f1(
     assert 0 <= result["macro_recall"] <= 1 and 0 <= result["macro_f1"] <= 1
 
 
-def test_run__scheduled_run_collects_then_stops_cleanly_on_ctrl_c(tmp_path: Path, tiny_model_dir: Path) -> None:
+def test_run__scheduled_run_collects_then_stops_cleanly_on_ctrl_c(
+    tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`kulak run` runs its first round at once, keeps its job in the database, and exits 0 on SIGINT."""
     env = {**os.environ, "KULAK_DEMO_POSTS_PER_HOUR": "4", "KULAK_SCHEDULE_JITTER_SECONDS": "0"}
     data = tmp_path / "data"
@@ -149,6 +151,8 @@ def test_run__scheduled_run_collects_then_stops_cleanly_on_ctrl_c(tmp_path: Path
         assert conn.execute(text("SELECT id FROM apscheduler_jobs")).scalars().all() == ["kulak-collect"]
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
     engine.dispose()
+    assert main(["--data-dir", str(data), "--model", str(tiny_model_dir), "sources"]) == 0
+    assert "next scheduled collection: 20" in capsys.readouterr().out
 
 
 def test_rescore__after_a_model_change_is_resumable(
