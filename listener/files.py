@@ -87,9 +87,9 @@ class FileImporter:
         mentions, skipped = [], []
         for line, row in progress(rows, total=len(rows), desc=f"reading {self.path.name}", unit="row"):
             try:
-                mentions.append(
-                    self._mention(row if isinstance(row, dict) else {}, error=row if isinstance(row, str) else None)
-                )
+                if isinstance(row, str):  # the reader already knows what is wrong with this line
+                    raise RowError(row)
+                mentions.append(self._mention(row))
             except RowError as exc:
                 skipped.append(f"line {line}: {exc}")
         return ParsedFile(tuple(mentions), tuple(skipped))
@@ -136,9 +136,7 @@ class FileImporter:
                     continue
                 yield reader.line_num, {k: v or "" for k, v in row.items()}
 
-    def _mention(self, row: Mapping[str, str], *, error: str | None) -> Mention:
-        if error:
-            raise RowError(error)
+    def _mention(self, row: Mapping[str, str]) -> Mention:
         col = self.columns
 
         def get(name: str) -> str:

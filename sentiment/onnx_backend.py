@@ -8,8 +8,6 @@ head as the torch encoder.
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +17,7 @@ import numpy as np
 
 from kulak.errors import ModelError
 from kulak.progress import progress
+from sentiment.artifacts import building
 from sentiment.batching import length_sorted_batches
 
 log = logging.getLogger(__name__)
@@ -58,8 +57,7 @@ def ensure_int8_model(checkpoint: Path) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
     model = _pooled_module(AutoModel.from_pretrained(str(checkpoint), add_pooling_layer=False).eval())
     sample = tokenizer(["query: a sample text", "query: another one"], padding=True, return_tensors="pt")
-    tmp = Path(tempfile.mkdtemp(prefix=".onnx-build-", dir=checkpoint.parent))
-    try:
+    with building(target) as tmp:
         axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}}
         # The sample batch is padded, so the traced graph keeps the masked-attention branch; the
         # tracer's warnings about that (and about the legacy exporter) are expected noise.
@@ -78,12 +76,6 @@ def ensure_int8_model(checkpoint: Path) -> Path:
         quantize_dynamic(str(tmp / "fp32.onnx"), str(tmp / "model.onnx"), weight_type=QuantType.QInt8)
         (tmp / "fp32.onnx").unlink()
         tokenizer.save_pretrained(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

@@ -101,3 +101,16 @@ def test_classifier_scorer__scores_identical_texts_identically_and_sums_to_one(t
 def test_classifier_scorer__unknown_model_name_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="Give a local checkpoint directory"):
         ClassifierScorer.from_pretrained(str(tmp_path / "no-such-model"))
+
+
+def test_building__a_failed_build_leaves_no_half_written_model(tmp_path: Path) -> None:
+    from sentiment.artifacts import building
+
+    target = tmp_path / "models" / "m"
+    with pytest.raises(RuntimeError), building(target) as tmp:
+        (tmp / "config.json").write_text("{}", encoding="utf-8")
+        raise RuntimeError("killed mid-build")
+    assert not target.exists() and list(target.parent.iterdir()) == []
+    with building(target) as tmp:
+        (tmp / "config.json").write_text("{}", encoding="utf-8")
+    assert (target / "config.json").exists()
