@@ -22,6 +22,7 @@ from kulak.pipeline import (
     run_once,
     score_pending,
 )
+from storage.db import safe_url
 
 log = logging.getLogger("kulak")
 
@@ -350,6 +351,8 @@ def cmd_config(cfg: Config, args: argparse.Namespace) -> int:
         value: object = cfg
         for part in info.key.split("."):
             value = getattr(value, "import_" if part == "import" else part)
+        if info.key == "database.url" and value:
+            value = safe_url(str(value))  # a password written into the URL is masked too
         shown = (
             "********"
             if info.secret and value is not None

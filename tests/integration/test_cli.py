@@ -80,9 +80,11 @@ def test_bad_config__exits_2_with_the_key_and_file_named(tmp_path: Path, capsys:
 
 def test_config__never_prints_secrets(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KULAK_DATABASE_PASSWORD", "pw-should-not-show")
+    monkeypatch.setenv("KULAK_DATABASE_URL", "postgresql+psycopg://kulak:inline-pw-too@db.example/kulak")
     assert main(["config"]) == 0
     out = capsys.readouterr().out
     assert "database.password = ********" in out and "pw-should-not-show" not in out
+    assert "inline-pw-too" not in out and "db.example/kulak" in out
 
 
 def test_score__writes_label_and_three_probabilities_per_row(tmp_path: Path, base_args: list[str]) -> None:
