@@ -18,7 +18,7 @@ from kulak.pipeline import (
     brands_from_config,
     import_file,
     load_configured_scorer,
-    open_database,
+    opened_database,
     run_once,
     score_pending,
 )
@@ -128,9 +128,8 @@ def print_run(result: RunResult) -> None:
 
 
 def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
-    db = open_database(cfg)
-    scorer = load_configured_scorer(cfg)
-    try:
+    with opened_database(cfg) as db:
+        scorer = load_configured_scorer(cfg)
         if args.once:
             print_run(run_once(cfg, db=db, scorer=scorer))
             return 0
@@ -138,15 +137,12 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
 
         print(f"kulak collecting every {cfg.schedule.interval_seconds}s; press Ctrl-C to stop.", flush=True)
         run_forever(cfg, db=db, scorer=scorer, on_result=print_run)
-        print("kulak stopped cleanly.", flush=True)
-        return 0
-    finally:
-        db.dispose()
+    print("kulak stopped cleanly.", flush=True)
+    return 0
 
 
 def cmd_import(cfg: Config, args: argparse.Namespace) -> int:
-    db = open_database(cfg)
-    try:
+    with opened_database(cfg) as db:
         stats = import_file(cfg, db, args.file)
         for line in stats.skipped[:20]:
             print(f"skipped {args.file}: {line}", file=sys.stderr)
@@ -159,8 +155,6 @@ def cmd_import(cfg: Config, args: argparse.Namespace) -> int:
         )
         if stats.new and not args.no_score:
             print(f"scored {score_pending(db, load_configured_scorer(cfg))} mentions")
-    finally:
-        db.dispose()
     return 0
 
 
@@ -169,19 +163,15 @@ def cmd_labels(cfg: Config, args: argparse.Namespace) -> int:
 
     from storage import repository as repo
 
-    db = open_database(cfg)
-    try:
-        with db.transaction() as session:
-            if args.labels_command == "set":
-                try:
-                    repo.set_correction(session, args.mention_id, args.label, by=args.by or getpass.getuser())
-                except KeyError:
-                    raise InputFileError(f"no mention #{args.mention_id}; ids are shown in the run summary") from None
-                print(f"mention #{args.mention_id} is now {args.label} (overrides the model)")
-                return 0
-            rows = repo.corrected_texts(session)
-    finally:
-        db.dispose()
+    with opened_database(cfg) as db, db.transaction() as session:
+        if args.labels_command == "set":
+            try:
+                repo.set_correction(session, args.mention_id, args.label, by=args.by or getpass.getuser())
+            except KeyError:
+                raise InputFileError(f"no mention #{args.mention_id}; ids are shown in the run summary") from None
+            print(f"mention #{args.mention_id} is now {args.label} (overrides the model)")
+            return 0
+        rows = repo.corrected_texts(session)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     with args.output.open("w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar=None)
@@ -196,24 +186,18 @@ def cmd_sources(cfg: Config, args: argparse.Namespace) -> int:
     from reports.health import render_health
     from storage import repository as repo
 
-    db = open_database(cfg)
-    try:
+    with opened_database(cfg) as db:
         with db.transaction() as session:
             records = repo.source_health(session)
         print(render_health(records, next_run=next_run_time(db)))
-    finally:
-        db.dispose()
     return 0
 
 
 def cmd_rescore(cfg: Config, args: argparse.Namespace) -> int:
-    db = open_database(cfg)
-    try:
+    with opened_database(cfg) as db:
         scorer = load_configured_scorer(cfg)
         done = score_pending(db, scorer)
         print(f"scored {done} stored mentions with {scorer.model_id} ({scorer.model_version}); all are up to date")
-    finally:
-        db.dispose()
     return 0
 
 

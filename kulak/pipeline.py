@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -72,6 +73,16 @@ def open_database(cfg: Config) -> Database:
     db = Database(cfg.database_url)
     db.migrate()
     return db
+
+
+@contextmanager
+def opened_database(cfg: Config) -> Iterator[Database]:
+    """:func:`open_database` for the length of a ``with`` block; the engine is disposed after."""
+    db = open_database(cfg)
+    try:
+        yield db
+    finally:
+        db.dispose()
 
 
 def load_configured_scorer(cfg: Config) -> Scorer:
