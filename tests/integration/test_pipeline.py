@@ -165,3 +165,16 @@ def test_collect__stores_the_detected_language_beside_the_platform_tag(
     assert len(known) >= 0.8 * len(rows), "most demo posts are long enough to tell"
     agree = sum(1 for tag, found in known if tag == found)
     assert agree >= 0.9 * len(known), f"detection agrees with the demo's tags on {agree}/{len(known)}"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("not a url", "is not a database URL"),
+        ("mysql+pymysql://u:secret-pw@db.example/kulak", "not supported yet"),
+    ],
+)
+def test_database__unusable_urls_are_clear_errors_without_the_password(url: str, message: str) -> None:
+    with pytest.raises(StorageError, match=message) as info:
+        Database(url)
+    assert "secret-pw" not in str(info.value)
