@@ -18,7 +18,6 @@ from kulak.errors import StorageError
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-SUPPORTED_DIALECTS = ("sqlite", "postgresql")  # the upserts in repository.py use their ON CONFLICT
 
 
 def safe_url(url: str) -> str:
@@ -45,11 +44,6 @@ class Database:
             parsed = make_url(url)
         except ArgumentError:
             raise StorageError(f"{url!r} is not a database URL; use e.g. sqlite:///kulak.db.") from None
-        if parsed.get_backend_name() not in SUPPORTED_DIALECTS:
-            raise StorageError(
-                f"kulak stores mentions in SQLite or PostgreSQL; {parsed.get_backend_name()} ({safe_url(url)}) "
-                "is not supported yet. Use a sqlite:/// or postgresql+psycopg:// URL."
-            )
         if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         self.url = url

@@ -9,14 +9,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, select, tuple_
+from sqlalchemy import ColumnElement, and_, func, insert, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from listener.base import Mention
 from sentiment.types import Score
-from storage.models import CorrectionRow, CursorRow, MentionBrandRow, MentionRow, ScoreRow, SourceHealthRow
+from storage.models import Base, CorrectionRow, CursorRow, MentionBrandRow, MentionRow, ScoreRow, SourceHealthRow
 
 _CHUNK = 500  # rows per INSERT statement, well under SQLite's variable limit
 
@@ -69,12 +70,35 @@ class BrandSummary:
         return self.negative / self.scored if self.scored else 0.0
 
 
-def _insert(session: Session, table: type) -> object:
+NATIVE_UPSERT_DIALECTS = ("sqlite", "postgresql")  # INSERT ... ON CONFLICT; others take the portable path
+
+
+def _insert_new(session: Session, table: type[Base], rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> int:
+    """Insert the rows whose ``keys`` are not stored yet; return how many were inserted.
+
+    SQLite and PostgreSQL use ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` (psycopg reports
+    ``rowcount`` -1 there, so the returned rows are counted). Other databases look the keys up
+    first, which is correct for kulak's single writer per database.
+    """
+    if not rows:
+        return 0
+    columns = [getattr(table, k) for k in keys]
     dialect = session.get_bind().dialect.name
-    module = postgresql if dialect == "postgresql" else sqlite
-    if dialect not in ("postgresql", "sqlite"):
-        raise NotImplementedError(f"kulak supports SQLite and PostgreSQL, not {dialect}")
-    return module.insert(table)
+    if dialect in NATIVE_UPSERT_DIALECTS:
+        module = postgresql if dialect == "postgresql" else sqlite
+        stmt = module.insert(table).values(list(rows)).on_conflict_do_nothing(index_elements=list(keys))
+        return len(session.execute(stmt.returning(*columns)).all())
+    wanted = {tuple(row[k] for k in keys) for row in rows}
+    existing = {tuple(r) for r in session.execute(select(*columns).where(tuple_(*columns).in_(list(wanted))))}
+    fresh, seen = [], set(existing)
+    for row in rows:
+        key = tuple(row[k] for k in keys)
+        if key not in seen:
+            seen.add(key)
+            fresh.append(row)
+    if fresh:
+        session.execute(insert(table), fresh)
+    return len(fresh)
 
 
 def store_mentions(
@@ -96,9 +120,7 @@ def store_mentions(
     for start in range(0, len(mentions), _CHUNK):
         chunk = mentions[start : start + _CHUNK]
         rows = [_mention_values(item, now) for item in chunk]
-        stmt = _insert(session, MentionRow).values(rows)  # type: ignore[attr-defined]
-        stmt = stmt.on_conflict_do_nothing(index_elements=["source", "external_id"]).returning(MentionRow.id)
-        inserted += len(session.execute(stmt).all())
+        inserted += _insert_new(session, MentionRow, rows, ("source", "external_id"))
         keys = [(item.mention.source, item.mention.external_id) for item in chunk]
         found = session.execute(
             select(MentionRow.source, MentionRow.external_id, MentionRow.id).where(
@@ -111,9 +133,7 @@ def store_mentions(
             for item in chunk
             for brand in item.brands
         ]
-        if links:
-            link_stmt = _insert(session, MentionBrandRow).values(links)  # type: ignore[attr-defined]
-            session.execute(link_stmt.on_conflict_do_nothing())
+        _insert_new(session, MentionBrandRow, links, ("mention_id", "brand"))
     if cursor is not None:
         save_cursor(session, *cursor, now=now)
     return inserted
@@ -139,13 +159,7 @@ def _mention_values(item: NewMention, now: datetime) -> dict[str, object]:
 
 def save_cursor(session: Session, source: str, query: str, value: str, *, now: datetime | None = None) -> None:
     """Upsert the collection cursor of (source, query)."""
-    stmt = _insert(session, CursorRow).values(  # type: ignore[attr-defined]
-        source=source, query=query, value=value, updated_at=now or datetime.now(UTC)
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["source", "query"], set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at}
-    )
-    session.execute(stmt)
+    session.merge(CursorRow(source=source, query=query, value=value, updated_at=now or datetime.now(UTC)))
 
 
 def get_cursor(session: Session, source: str, query: str = "") -> str | None:
@@ -235,8 +249,7 @@ def save_scores(
             }
             for mid, s in scores[start : start + _CHUNK]
         ]
-        stmt = _insert(session, ScoreRow).values(rows)  # type: ignore[attr-defined]
-        session.execute(stmt.on_conflict_do_nothing(index_elements=["mention_id", "model_id", "model_version"]))
+        _insert_new(session, ScoreRow, rows, ("mention_id", "model_id", "model_version"))
 
 
 def brand_summaries(
@@ -314,18 +327,9 @@ def set_correction(session: Session, mention_id: int, label: str, *, by: str, no
     """Record (or replace) a person's label for a mention; raises KeyError if the mention is unknown."""
     if session.get(MentionRow, mention_id) is None:
         raise KeyError(mention_id)
-    stmt = _insert(session, CorrectionRow).values(  # type: ignore[attr-defined]
-        mention_id=mention_id, label=label, labelled_by=by, labelled_at=now or datetime.now(UTC)
+    session.merge(
+        CorrectionRow(mention_id=mention_id, label=label, labelled_by=by, labelled_at=now or datetime.now(UTC))
     )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["mention_id"],
-        set_={
-            "label": stmt.excluded.label,
-            "labelled_by": stmt.excluded.labelled_by,
-            "labelled_at": stmt.excluded.labelled_at,
-        },
-    )
-    session.execute(stmt)
 
 
 def corrected_texts(session: Session) -> list[tuple[str, str]]:

@@ -171,10 +171,27 @@ def test_collect__stores_the_detected_language_beside_the_platform_tag(
     ("url", "message"),
     [
         ("not a url", "is not a database URL"),
-        ("mysql+pymysql://u:secret-pw@db.example/kulak", "not supported yet"),
+        ("mysql+pymysql://u:secret-pw@db.example/kulak", "Cannot use database .*pymysql"),
     ],
 )
 def test_database__unusable_urls_are_clear_errors_without_the_password(url: str, message: str) -> None:
     with pytest.raises(StorageError, match=message) as info:
         Database(url)
     assert "secret-pw" not in str(info.value)
+
+
+def test_store__portable_path_for_other_databases_dedups_too(
+    db: Database, make_config: Callable[..., Config], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Databases without ON CONFLICT take a look-up-then-insert path; it must dedup the same way."""
+    monkeypatch.setattr(repo, "NATIVE_UPSERT_DIALECTS", ())
+    cfg = make_config()
+    scorer = load_configured_scorer(cfg)
+    first = run_once(cfg, db=db, scorer=scorer).collected[0]
+    with db.transaction() as session:
+        session.query(CursorRow).delete()
+    again = run_once(cfg, db=db, scorer=scorer)
+    assert again.collected[0].new == 0 and again.scored == 0
+    assert _count(db, MentionRow) == first.new == _count(db, ScoreRow)
+    with db.transaction() as session:
+        assert repo.get_cursor(session, "demo") is not None
