@@ -62,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     lexp = lsub.add_parser("export", help="write corrected labels as TSV (text, label) for train-sentiment --extra")
     lexp.add_argument("output", type=Path)
 
+    sub.add_parser("collectors", help="list the installed collectors (built-in and kulak.collectors plug-ins)")
+
     sub.add_parser("sources", help="health of each source: last success, last error, failures, next run")
 
     sub.add_parser("rescore", help="score stored mentions that lack a score from the configured model (resumable)")
@@ -178,6 +180,17 @@ def cmd_labels(cfg: Config, args: argparse.Namespace) -> int:
         writer.writerow(["text", "label"])
         writer.writerows([(" ".join(text.split()), label) for text, label in rows])
     print(f"wrote {len(rows)} corrected labels to {args.output}")
+    return 0
+
+
+def cmd_collectors(cfg: Config, args: argparse.Namespace) -> int:
+    from listener.registry import collector_registry
+
+    enabled = {"demo"} if cfg.demo.enabled else set()
+    enabled |= {name for name, table in cfg.sources.items() if table.get("enabled", True)}
+    for entry in sorted(collector_registry().values(), key=lambda e: e.name):
+        state = "enabled" if entry.name in enabled else "disabled"
+        print(f"{entry.name:<16} {state:<9} {entry.origin}")
     return 0
 
 
@@ -353,6 +366,7 @@ COMMANDS = {
     "run": cmd_run,
     "import": cmd_import,
     "labels": cmd_labels,
+    "collectors": cmd_collectors,
     "sources": cmd_sources,
     "rescore": cmd_rescore,
     "score": cmd_score,

@@ -148,6 +148,9 @@ class Config:
     report: ReportConfig = field(default_factory=ReportConfig)
     import_: ImportConfig = field(default_factory=ImportConfig, metadata={"name": "import"})
     brands: tuple[BrandConfig, ...] = field(default=(), metadata={"help": "[[brands]] tables."})
+    sources: Mapping[str, Mapping[str, Any]] = field(
+        default_factory=dict, metadata={"help": "[sources.<name>] tables, one per collector."}
+    )
 
     @property
     def database_url(self) -> str:
@@ -188,7 +191,7 @@ def iter_settings(cls: type = Config, prefix: str = "") -> Iterator[SettingInfo]
     hints = _hints(cls)
     instance = cls()
     for f in fields(cls):
-        if f.name == "brands":
+        if f.name in ("brands", "sources"):
             continue
         key = prefix + _field_name(f)
         ftype = hints[f.name]
@@ -286,6 +289,8 @@ def _build(cls: type, data: Mapping[str, Any], *, prefix: str, source: str) -> A
         value, tp, key = data[name], hints[f.name], prefix + name
         if f.name == "brands":
             values[f.name] = _build_brands(value, source=source)
+        elif f.name == "sources":
+            values[f.name] = _build_sources(value, source=source)
         elif is_dataclass(tp):
             if not isinstance(value, dict):
                 raise ConfigError(f"{source}: {key!r} must be a table ([{key}]).")
@@ -314,6 +319,16 @@ def _build_brands(value: Any, *, source: str) -> tuple[BrandConfig, ...]:
     if dupes:
         raise ConfigError(f"{source}: brand {dupes[0]!r} is declared more than once.")
     return tuple(brands)
+
+
+def _build_sources(value: Any, *, source: str) -> dict[str, dict[str, Any]]:
+    from listener.registry import check_source_table
+
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise ConfigError(f"{source}: 'sources' must hold one [sources.<name>] table per collector.")
+    for name, table in value.items():
+        check_source_table(name, table, source=source)
+    return {name: dict(table) for name, table in value.items()}
 
 
 def _set_dotted(cfg: Any, key: str, value: Any) -> Any:

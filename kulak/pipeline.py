@@ -12,10 +12,11 @@ from pathlib import Path
 from kulak.config import Config
 from kulak.errors import ConfigError, SourceError
 from kulak.progress import progress, progress_bar
-from listener.base import Batch, Collector
+from listener.base import Batch, Collector, SourceSpec
 from listener.brands import Brand, BrandMatcher
-from listener.demo import DEMO_BRANDS, DemoCollector, DemoSettings
+from listener.demo import DEMO_BRANDS
 from listener.files import FileImporter
+from listener.registry import RegisteredCollector, collector_registry
 from reports.health import health_warnings
 from sentiment.language import LanguageDetector
 from sentiment.scorer import Scorer, load_scorer
@@ -48,23 +49,24 @@ def brands_from_config(cfg: Config) -> tuple[Brand, ...]:
     return tuple(Brand(b.name, b.aliases, b.handles, b.competitor) for b in cfg.brands)
 
 
-def build_collectors(cfg: Config) -> dict[str, Collector]:
-    """The enabled collectors by name."""
-    collectors: dict[str, Collector] = {}
+def build_collectors(cfg: Config, *, registry: Mapping[str, RegisteredCollector] | None = None) -> dict[str, Collector]:
+    """The enabled collectors by name: the demo (``[demo]``) and each enabled ``[sources.<name>]``."""
+    registry = collector_registry() if registry is None else registry
+    brands = brands_from_config(cfg)
+    wanted: dict[str, Mapping[str, object]] = {}
     if cfg.demo.enabled:
-        try:
-            start = datetime.fromisoformat(cfg.demo.start.replace("Z", "+00:00"))
-        except ValueError:
+        wanted["demo"] = asdict(cfg.demo)
+    for name, table in cfg.sources.items():
+        if table.get("enabled", True):
+            wanted[name] = table
+    collectors: dict[str, Collector] = {}
+    for name, options in wanted.items():
+        if name not in registry:
             raise ConfigError(
-                f"demo.start {cfg.demo.start!r} is not an ISO 8601 time (e.g. 2026-11-02T00:00:00Z)."
-            ) from None
-        settings = DemoSettings(
-            seed=cfg.demo.seed,
-            posts_per_hour=cfg.demo.posts_per_hour,
-            step=timedelta(minutes=cfg.demo.step_minutes),
-            start=start if start.tzinfo else start.replace(tzinfo=UTC),
-        )
-        collectors["demo"] = DemoCollector(settings)
+                f"unknown source {name!r} in [sources.{name}]; installed collectors: {', '.join(sorted(registry))}. "
+                "See `kulak collectors`."
+            )
+        collectors[name] = registry[name].factory(SourceSpec(name, brands, options))
     return collectors
 
 

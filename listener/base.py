@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
+
+from listener.brands import Brand
 
 
 @dataclass(frozen=True)
@@ -57,3 +59,20 @@ class Collector(Protocol):
     def collect(self, cursor: str | None) -> Iterator[Batch]:
         """Yield batches of new mentions after ``cursor`` (None on the first run)."""
         ...
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """What a collector factory gets: its name, the brands, and its ``[sources.<name>]`` table."""
+
+    name: str
+    brands: tuple[Brand, ...]
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def max_pages(self) -> int:
+        return int(self.options.get("max_pages", 5))
+
+    @property
+    def base_url(self) -> str | None:
+        return self.options.get("base_url") or None

@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from kulak.errors import ConfigError
 from listener import demo_texts as T
-from listener.base import Batch, Mention
+from listener.base import Batch, Mention, SourceSpec
 from listener.brands import Brand
 
 SOURCE = "demo"
@@ -131,3 +132,23 @@ class DemoCollector:
             engagement=int(rng.expovariate(1 / 12)),
             language=lang,
         )
+
+
+def demo_collector(spec: SourceSpec) -> DemoCollector:
+    """Registry factory: settings come from the ``[demo]`` section (see the configuration)."""
+    o = spec.options
+    try:
+        start = datetime.fromisoformat(str(o.get("start", "2026-11-02T00:00:00Z")).replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(
+            f"demo.start {o.get('start')!r} is not an ISO 8601 time (e.g. 2026-11-02T00:00:00Z)."
+        ) from None
+    defaults = DemoSettings()
+    return DemoCollector(
+        DemoSettings(
+            seed=int(o.get("seed", defaults.seed)),
+            posts_per_hour=int(o.get("posts_per_hour", defaults.posts_per_hour)),
+            step=timedelta(minutes=int(o.get("step_minutes", defaults.step.total_seconds() // 60))),
+            start=start if start.tzinfo else start.replace(tzinfo=UTC),
+        )
+    )
