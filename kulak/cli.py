@@ -16,8 +16,10 @@ from kulak.errors import ConfigError, InputFileError, KulakError
 from kulak.pipeline import (
     RunResult,
     brands_from_config,
+    build_collectors,
     import_file,
     load_configured_scorer,
+    only_source,
     opened_database,
     run_once,
     score_pending,
@@ -44,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="collect, score and summarize on a schedule (Ctrl-C stops)")
     run.add_argument("--once", action="store_true", help="one round, print the summary, exit")
+    run.add_argument("--source", metavar="NAME", help="with --once: collect from this source only")
 
     imp = sub.add_parser("import", help="import mentions from a JSONL or CSV export")
     imp.add_argument("file", type=Path)
@@ -130,10 +133,15 @@ def print_run(result: RunResult) -> None:
 
 
 def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
+    if args.source and not args.once:
+        raise ConfigError("--source works with --once; the schedule always runs every enabled source.")
     with opened_database(cfg) as db:
         scorer = load_configured_scorer(cfg)
         if args.once:
-            print_run(run_once(cfg, db=db, scorer=scorer))
+            collectors = build_collectors(cfg)
+            if args.source:
+                collectors = only_source(collectors, args.source)
+            print_run(run_once(cfg, db=db, scorer=scorer, collectors=collectors))
             return 0
         from kulak.scheduler import run_forever
 

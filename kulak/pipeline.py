@@ -70,6 +70,14 @@ def build_collectors(cfg: Config, *, registry: Mapping[str, RegisteredCollector]
     return collectors
 
 
+def only_source(collectors: Mapping[str, Collector], name: str) -> dict[str, Collector]:
+    """The one collector ``name`` (for ``kulak run --once --source NAME``)."""
+    if name not in collectors:
+        enabled = ", ".join(sorted(collectors)) or "none"
+        raise ConfigError(f"source {name!r} is not enabled (enabled sources: {enabled}); see `kulak collectors`.")
+    return {name: collectors[name]}
+
+
 def open_database(cfg: Config) -> Database:
     """Open and migrate the configured database."""
     db = Database(cfg.database_url)

@@ -80,3 +80,19 @@ def test_source_table__common_keys_are_type_checked(tmp_path: Path) -> None:
     path.write_text("[sources.forum]\nmax_pages = true\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"'sources\.forum\.max_pages' must be int"):
         load_config(path, environ={})
+
+
+@pytest.mark.usefixtures("installed_plugin")
+def test_run_once_source__collects_from_that_source_only(
+    tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "k.toml"
+    cfg.write_text("[sources.forum]\nenabled = true\n", encoding="utf-8")
+    args = ["--config", str(cfg), "--data-dir", str(tmp_path / "d"), "--model", str(tiny_model_dir)]
+    assert main([*args, "run", "--once", "--source", "forum"]) == 0
+    out = capsys.readouterr().out
+    assert "forum: 1 posts read, 1 new mentions stored" in out and "demo:" not in out
+    assert main([*args, "run", "--once", "--source", "twitter"]) == 2
+    assert "source 'twitter' is not enabled (enabled sources: demo, forum)" in capsys.readouterr().err
+    assert main([*args, "run", "--source", "forum"]) == 2
+    assert "--source works with --once" in capsys.readouterr().err
