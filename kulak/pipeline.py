@@ -61,12 +61,13 @@ def build_collectors(cfg: Config, *, registry: Mapping[str, RegisteredCollector]
             wanted[name] = table
     collectors: dict[str, Collector] = {}
     for name, options in wanted.items():
-        if name not in registry:
+        kind = str(options.get("type") or name)
+        if kind not in registry:
             raise ConfigError(
-                f"unknown source {name!r} in [sources.{name}]; installed collectors: {', '.join(sorted(registry))}. "
-                "See `kulak collectors`."
+                f"unknown collector {kind!r} for [sources.{name}]; installed collectors: "
+                f'{", ".join(sorted(registry))}. Set type = "..." to one of them; see `kulak collectors`.'
             )
-        collectors[name] = registry[name].factory(SourceSpec(name, brands, options))
+        collectors[name] = registry[kind].factory(SourceSpec(name, brands, options))
     return collectors
 
 
@@ -135,10 +136,10 @@ def language_detector(cfg: Config) -> LanguageDetector | None:
     return LanguageDetector(cfg.language.candidates) if cfg.language.enabled else None
 
 
-def _guarded(collector: Collector, cursor: str | None, stats: CollectStats) -> Iterator[Batch]:
+def _guarded(collector: Collector, cursors: Mapping[str, str], stats: CollectStats) -> Iterator[Batch]:
     """The collector's batches; a failure of the collector (not of storage) ends them and is noted."""
     try:
-        yield from collector.collect(cursor)
+        yield from collector.collect(cursors)
     except SourceError as exc:
         stats.error = f"{type(exc).__name__}: {exc}"
     except Exception as exc:  # a collector bug must not silence the other sources
@@ -156,8 +157,8 @@ def collect(
     """
     stats = CollectStats(source=collector.name)
     with db.transaction() as session:
-        cursor = repo.get_cursor(session, collector.name)
-    batches = _guarded(collector, cursor, stats)
+        cursors = repo.get_cursors(session, collector.name)
+    batches = _guarded(collector, cursors, stats)
     for batch in progress(batches, desc=f"collecting {collector.name}", unit="batch"):
         store_batch(db, batch, source=collector.name, matcher=matcher, stats=stats, detector=detector)
     with db.transaction() as session:

@@ -9,7 +9,7 @@ advances the simulated clock by ``step`` so scheduled runs keep finding new post
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -71,9 +71,10 @@ class DemoCollector:
         self.settings = settings
         self._brands = {b.name: b for b in DEMO_BRANDS}
 
-    def collect(self, cursor: str | None) -> Iterator[Batch]:
+    def collect(self, cursors: Mapping[str, str]) -> Iterator[Batch]:
         """One batch per simulated hour, each carrying the cursor (ISO time) it reaches."""
         s = self.settings
+        cursor = cursors.get("")
         begin = datetime.fromisoformat(cursor) if cursor else s.start
         end = begin + (s.step if cursor else s.backfill)
         hour = begin

@@ -66,7 +66,7 @@ class FileImporter:
         self.name = source
         self.columns = {**DEFAULT_COLUMNS, **columns}
 
-    def collect(self, cursor: str | None) -> Iterator[Batch]:
+    def collect(self, cursors: Mapping[str, str]) -> Iterator[Batch]:
         """The whole file as one batch (imports have no cursor: dedup makes re-imports no-ops)."""
         parsed = self.parse()
         yield Batch(mentions=parsed.mentions, cursor=None, skipped=parsed.skipped)

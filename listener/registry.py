@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from importlib import import_module
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
@@ -22,12 +23,20 @@ ENTRY_POINT_GROUP = "kulak.collectors"
 
 # Keys every [sources.<name>] table may have, with their types; the rest belongs to the collector.
 COMMON_KEYS: Mapping[str, type | tuple[type, ...]] = {
+    "type": str,
     "enabled": bool,
     "interval": int,
     "max_pages": int,
+    "max_retries": int,
+    "timeout": (int, float),
     "base_url": str,
 }
 
+
+# Secrets never go in a config file: these keys are refused (their ``*_env`` forms are the way).
+SECRET_LIKE_KEYS = frozenset(
+    {"bearer_token", "client_secret", "access_token", "app_password", "password", "api_key", "api_secret", "token"}
+)
 
 CollectorFactory = Callable[[SourceSpec], Collector]
 
@@ -41,7 +50,26 @@ class RegisteredCollector:
     origin: str
 
 
-BUILTIN_COLLECTORS: dict[str, CollectorFactory] = {"demo": demo_collector}
+def _builtin(target: str) -> CollectorFactory:
+    """A built-in factory imported on first use, so one client library's import cost or absence
+    never affects the other sources."""
+
+    def factory(spec: SourceSpec) -> Collector:
+        module, attr = target.split(":")
+        return getattr(import_module(module), attr)(spec)  # type: ignore[no-any-return]
+
+    return factory
+
+
+BUILTIN_COLLECTORS: dict[str, CollectorFactory] = {
+    "demo": demo_collector,
+    "x": _builtin("listener.x:x_collector"),
+    "reddit": _builtin("listener.reddit:reddit_collector"),
+    "mastodon": _builtin("listener.mastodon:mastodon_collector"),
+    "bluesky": _builtin("listener.bluesky:bluesky_collector"),
+    "hackernews": _builtin("listener.hackernews:hackernews_collector"),
+    "rss": _builtin("listener.rss:rss_collector"),
+}
 
 
 def collector_registry(*, plugins: Iterable[EntryPoint] | None = None) -> dict[str, RegisteredCollector]:
@@ -73,4 +101,13 @@ def check_source_table(name: str, table: Mapping[str, Any], *, source: str) -> N
         if key in table and (
             not isinstance(table[key], expected) or isinstance(table[key], bool) != (expected is bool)
         ):
-            raise ConfigError(f"{source}: 'sources.{name}.{key}' must be {getattr(expected, '__name__', expected)}.")
+            names = " or ".join(t.__name__ for t in (expected if isinstance(expected, tuple) else (expected,)))
+            raise ConfigError(f"{source}: 'sources.{name}.{key}' must be {names}.")
+    for key, value in table.items():
+        if key.endswith("_env") and not isinstance(value, str):
+            raise ConfigError(f"{source}: 'sources.{name}.{key}' must name an environment variable (a string).")
+        if key in SECRET_LIKE_KEYS:
+            raise ConfigError(
+                f"{source}: 'sources.{name}.{key}' looks like a secret in the config file; put the secret in an "
+                f"environment variable and name it with '{key}_env' instead."
+            )

@@ -167,6 +167,12 @@ def get_cursor(session: Session, source: str, query: str = "") -> str | None:
     return session.scalar(select(CursorRow.value).where(CursorRow.source == source, CursorRow.query == query))
 
 
+def get_cursors(session: Session, source: str) -> dict[str, str]:
+    """Every stored cursor of ``source``, keyed by query."""
+    rows = session.execute(select(CursorRow.query, CursorRow.value).where(CursorRow.source == source))
+    return {query: value for query, value in rows}
+
+
 def count_mentions(session: Session, *, source: str | None = None) -> int:
     """How many mentions are stored (optionally from one source)."""
     stmt = select(func.count()).select_from(MentionRow)

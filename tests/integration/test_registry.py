@@ -27,7 +27,7 @@ class ForumCollector:
     def __init__(self, spec):
         self.spec = spec
 
-    def collect(self, cursor):
+    def collect(self, cursors):
         when = datetime(2026, 11, 1, tzinfo=timezone.utc)
         post = Mention("forum", "t1", "forum", "https://forum.example/t/1", "ann", "Paketto lost it again", when)
         yield Batch((post,), cursor="t1")
@@ -68,8 +68,24 @@ def test_entry_point__adds_a_source_that_collects_like_a_built_in(
 
 def test_unknown_source__names_the_installed_collectors(make_config: Callable[..., Config]) -> None:
     cfg = replace(make_config(), sources={"myspace": {"enabled": True}})
-    with pytest.raises(ConfigError, match=r"unknown source 'myspace'.*installed collectors: demo"):
+    with pytest.raises(ConfigError, match=r"unknown collector 'myspace'.*installed collectors: bluesky, demo, "):
         build_collectors(cfg)
+
+
+def test_source_type__picks_the_collector_so_one_type_can_serve_many_sources(
+    make_config: Callable[..., Config],
+) -> None:
+    cfg = replace(make_config(), sources={"news": {"type": "nope"}})
+    with pytest.raises(ConfigError, match=r"unknown collector 'nope' for \[sources.news\]"):
+        build_collectors(cfg)
+
+
+def test_source_table__secrets_in_the_file_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "kulak.toml"
+    path.write_text('[sources.x]\nbearer_token = "AAAA-very-secret"\n')
+    with pytest.raises(ConfigError, match=r"bearer_token_env") as err:
+        load_config(path)
+    assert "AAAA-very-secret" not in str(err.value)
 
 
 def test_source_table__common_keys_are_type_checked(tmp_path: Path) -> None:

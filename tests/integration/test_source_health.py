@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,7 +26,7 @@ class FlakyCollector:
         self.error: Exception | None = SourceUnavailable("HTTP 503 from api.example (3 retries)")
         self.calls = 0
 
-    def collect(self, cursor: str | None) -> Iterator[Batch]:
+    def collect(self, cursors: Mapping[str, str]) -> Iterator[Batch]:
         self.calls += 1
         when = datetime(2026, 11, 2, 12, self.calls, tzinfo=UTC)
         mention = Mention("flaky", f"f{self.calls}", "x", "https://x.com/a/status/1", "a", "Paketto again", when)

@@ -9,7 +9,7 @@ from listener.demo import DEMO_BRANDS, OUTAGE_BRAND, OUTAGE_HOURS, DemoCollector
 
 def _all(collector: DemoCollector, cursor: str | None = None) -> tuple[list, str | None]:
     mentions, last = [], cursor
-    for batch in collector.collect(cursor):
+    for batch in collector.collect({"": cursor} if cursor else {}):
         mentions.extend(batch.mentions)
         last = batch.cursor
     return mentions, last
