@@ -58,11 +58,12 @@ def _run_path(path: str, texts: list[str], cache_dir: Path) -> float:
     if path == "pipeline":
         from transformers import pipeline
 
-        from sentiment.head import Head
-        from sentiment.scorer import BUNDLED_HEAD
+        from sentiment.scorer import bundled_model_file, read_model_file
 
+        head, adapter = read_model_file(bundled_model_file())
         extractor = pipeline("feature-extraction", model=str(ensure_e5_checkpoint(cache_dir)), framework="pt")
-        head = Head.load(BUNDLED_HEAD)
+        if adapter is not None:  # the same model as kulak's paths: adapters merged
+            adapter.merge_into(extractor.model)
 
         def score(batch: list[str]) -> None:
             for text in batch:  # the pipeline's default: one text at a time

@@ -67,7 +67,10 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("collectors", help="list the installed collectors (built-in and kulak.collectors plug-ins)")
 
-    sub.add_parser("sources", help="health of each source: last success, last error, failures, next run")
+    src = sub.add_parser("sources", help="health of each source: last success, last error, failures, next run")
+    src_sub = src.add_subparsers(dest="sources_command", metavar="{test}")
+    src_test = src_sub.add_parser("test", help="diagnose one source's credentials and connectivity (stores nothing)")
+    src_test.add_argument("name", help="the source's name, as in [sources.<name>]")
 
     sub.add_parser("rescore", help="score stored mentions that lack a score from the configured model (resumable)")
 
@@ -86,6 +89,12 @@ def _parser() -> argparse.ArgumentParser:
         "--extra", type=Path, action="append", default=[], help="more labelled TSV files, e.g. from labels export"
     )
     tr.add_argument("--english-limit", type=int, default=None, help="sample this many English tweets (default: all)")
+    tr.add_argument(
+        "--finetune",
+        action="store_true",
+        help="fine-tune the encoder's top layers with LoRA, starting from the bundled head (writes the adapter)",
+    )
+    tr.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs over the training mix (default 1)")
 
     bench = sub.add_parser("bench", help="benchmarks: `kulak bench score` measures scoring speed and memory")
     bsub = bench.add_subparsers(dest="bench_command", required=True, metavar="WHAT")
@@ -203,14 +212,20 @@ def cmd_collectors(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_sources(cfg: Config, args: argparse.Namespace) -> int:
-    from kulak.scheduler import next_run_time
+    if getattr(args, "sources_command", None) == "test":
+        from kulak.diagnose import diagnose, render
+
+        checks = diagnose(cfg, args.name)
+        print(render(args.name, checks))
+        return 0 if all(c.ok for c in checks) else 1
+    from kulak.scheduler import next_run_times
     from reports.health import render_health
     from storage import repository as repo
 
     with opened_database(cfg) as db:
         with db.transaction() as session:
             records = repo.source_health(session)
-        print(render_health(records, next_run=next_run_time(db)))
+        print(render_health(records, next_runs=next_run_times(db)))
     return 0
 
 
@@ -295,6 +310,8 @@ def cmd_train(cfg: Config, args: argparse.Namespace) -> int:
             f"training data not found: {', '.join(missing[:3])}. Point --data-root at the folder that holds sentiment/."
         )
     checkpoint = ensure_e5_checkpoint(cfg.data_dir / "models")
+    if args.finetune:
+        return _finetune(cfg, args, checkpoint, train_files, val_files)
     encoder = Encoder.from_pretrained(checkpoint, max_length=cfg.model.max_length)
     head, val = train_sentiment(
         encoder,
@@ -309,6 +326,34 @@ def cmd_train(cfg: Config, args: argparse.Namespace) -> int:
     for name, value in val.items():
         print(f"  validation macro-recall {name:<24} {value:.4f}")
     print(f"wrote sentiment head to {out} ({out.stat().st_size / 1024:.0f} KiB)")
+    return 0
+
+
+def _finetune(cfg: Config, args: argparse.Namespace, checkpoint: Path, train: list[Path], val: list[Path]) -> int:
+    from sentiment.finetune import FinetuneSettings, finetune, load_base
+    from sentiment.head import Head
+    from sentiment.scorer import BUNDLED_ADAPTER, BUNDLED_HEAD
+    from sentiment.train import XLMT_LANGUAGES, read_labelled
+
+    model, tokenizer = load_base(checkpoint)
+    sets = [read_labelled(p, limit=args.english_limit if p.name.startswith("en_tweets") else None) for p in train]
+    vals = [read_labelled(p) for p in val]
+    settings = FinetuneSettings(epochs=args.epochs, upsample={f"{lang}_": 2 for lang in XLMT_LANGUAGES})
+    adapter, scores = finetune(
+        model,
+        tokenizer,
+        Head.load(BUNDLED_HEAD),
+        train=[(s.name, s.texts, s.labels) for s in sets],
+        val=[(s.name, s.texts, s.labels) for s in vals],
+        cache_dir=cfg.data_dir / "cache" / "finetune",
+        encoder_tag=checkpoint.name,
+        settings=settings,
+    )
+    out = args.output or BUNDLED_ADAPTER
+    adapter.save(out)
+    for name, value in scores.items():
+        print(f"  validation macro-recall {name:<24} {value:.4f}")
+    print(f"wrote LoRA adapters and head to {out} ({out.stat().st_size / 1024:.0f} KiB)")
     return 0
 
 

@@ -67,8 +67,22 @@ def build_collectors(cfg: Config, *, registry: Mapping[str, RegisteredCollector]
                 f"unknown collector {kind!r} for [sources.{name}]; installed collectors: "
                 f'{", ".join(sorted(registry))}. Set type = "..." to one of them; see `kulak collectors`.'
             )
-        collectors[name] = registry[kind].factory(SourceSpec(name, brands, options))
+        try:
+            collectors[name] = registry[kind].factory(SourceSpec(name, brands, options))
+        except SourceError as exc:  # e.g. a credential variable not set: that source fails, the others run
+            collectors[name] = UnusableCollector(name, exc)
     return collectors
+
+
+class UnusableCollector:
+    """Stands in for a source whose collector could not be built; every collection reports why."""
+
+    def __init__(self, name: str, error: SourceError) -> None:
+        self.name, self.error = name, error
+
+    def collect(self, cursors: Mapping[str, str]) -> Iterator[Batch]:
+        raise self.error
+        yield  # pragma: no cover - makes this a generator like every collector
 
 
 def only_source(collectors: Mapping[str, Collector], name: str) -> dict[str, Collector]:

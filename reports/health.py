@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from storage.repository import SourceHealth
@@ -25,11 +25,14 @@ def health_warnings(records: Sequence[SourceHealth], *, threshold: int = FAILURE
     ]
 
 
-def render_health(records: Sequence[SourceHealth], *, next_run: datetime | None) -> str:
-    """The `kulak sources` table."""
+def render_health(records: Sequence[SourceHealth], *, next_runs: Mapping[str, datetime]) -> str:
+    """The `kulak sources` table: one line per source, with its next scheduled run."""
     if not records:
         return "No collection has run yet: start one with `kulak run --once`."
-    lines = [f"{'source':<14} {'status':<9} {'last success':<22} {'failures':>8}  {'new':>5}  last error"]
+    header = (
+        f"{'source':<14} {'status':<9} {'last success':<22} {'failures':>8}  {'new':>5}  {'next run':<22} last error"
+    )
+    lines = [header]
     for r in records:
         status = (
             "FAILING"
@@ -37,13 +40,12 @@ def render_health(records: Sequence[SourceHealth], *, next_run: datetime | None)
             else ("error" if r.consecutive_failures else "ok")
         )
         error = (r.last_error or "")[:80] if r.consecutive_failures else ""
+        next_run = _when(next_runs[r.source]) if r.source in next_runs else "not scheduled"
         lines.append(
             f"{r.source:<14} {status:<9} {_when(r.last_success_at):<22} {r.consecutive_failures:>8}  "
-            f"{r.last_new_mentions:>5}  {error}"
+            f"{r.last_new_mentions:>5}  {next_run:<22} {error}"
         )
-    lines.append("")
-    lines.append(
-        f"next scheduled collection: {_when(next_run) if next_run else 'not scheduled (kulak run is not running)'}"
-    )
+    if not next_runs:
+        lines += ["", "No collection is scheduled: `kulak run` is not running (or has never run)."]
     lines.extend(health_warnings(records))
     return "\n".join(lines)

@@ -48,7 +48,7 @@ class FinetuneSettings:
     top_layers: int = 4
     rank: int = 16
     alpha: float = 32.0
-    max_length: int = 128
+    max_length: int = 96
     epochs: int = 2
     batch_size: int = 32
     lr: float = 4e-4
@@ -121,6 +121,17 @@ class Adapter:
         for key in sorted(self.arrays):
             h.update(key.encode() + self.arrays[key].astype(np.float16).tobytes())
         return h.hexdigest()[:12]
+
+
+def load_base(checkpoint: Path) -> tuple[Any, Any]:
+    """The base encoder (no pooler) and its tokenizer, on CPU in fp32, ready for :func:`finetune`."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from sentiment.encoder import quiet_transformers
+
+    quiet_transformers()
+    model = AutoModel.from_pretrained(str(checkpoint), add_pooling_layer=False).eval()
+    return model, AutoTokenizer.from_pretrained(str(checkpoint))
 
 
 def _extended_mask(mask: Any, dtype: Any) -> Any:
@@ -425,7 +436,7 @@ def finetune(
             loss.backward()
             opt.step()
             sched.step()
-            running = 0.98 * running + 0.02 * float(loss) if step > 1 else float(loss)
+            running = 0.98 * running + 0.02 * loss.item() if step > 1 else loss.item()
             if hasattr(bar, "set_postfix") and step % 20 == 0:
                 bar.set_postfix(loss=f"{running:.3f}")
             if step % 500 == 0:

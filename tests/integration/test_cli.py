@@ -150,11 +150,12 @@ def test_run__scheduled_run_collects_then_stops_cleanly_on_ctrl_c(
     engine = create_engine(f"sqlite:///{data / 'kulak.db'}")
     with engine.connect() as conn:
         assert "apscheduler_jobs" in inspect(conn).get_table_names()
-        assert conn.execute(text("SELECT id FROM apscheduler_jobs")).scalars().all() == ["kulak-collect"]
+        assert conn.execute(text("SELECT id FROM apscheduler_jobs")).scalars().all() == ["collect:demo"]
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
     engine.dispose()
     assert main(["--data-dir", str(data), "--model", str(tiny_model_dir), "sources"]) == 0
-    assert "next scheduled collection: 20" in capsys.readouterr().out
+    demo_line = capsys.readouterr().out.splitlines()[1].split()
+    assert demo_line[0] == "demo" and demo_line[7].startswith("20"), demo_line  # its next run is in the store
 
 
 def test_rescore__after_a_model_change_is_resumable(

@@ -88,4 +88,5 @@ def test_sources_command__shows_health_and_next_run(
     assert main([*args, "sources"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[1].split()[:2] == ["demo", "ok"]
-    assert "next scheduled collection: not scheduled" in out
+    assert "not scheduled" in out.splitlines()[1]
+    assert "No collection is scheduled: `kulak run` is not running" in out
