@@ -58,7 +58,8 @@ class KulakAdapter(HTTPAdapter):
             return response
         chunks = []
         try:
-            for chunk in response.iter_content(16384):
+            # read1 returns whatever has arrived, so a server that trickles bytes meets the deadline
+            while chunk := response.raw.read1(16384, decode_content=True):
                 chunks.append(chunk)
                 if time.monotonic() > deadline:
                     raise DeadlineExceeded(

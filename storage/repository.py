@@ -6,6 +6,7 @@ dataclasses, never ORM objects.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -121,7 +122,7 @@ def store_mentions(
         chunk = mentions[start : start + _CHUNK]
         rows = [_mention_values(item, now) for item in chunk]
         inserted += _insert_new(session, MentionRow, rows, ("source", "external_id"))
-        keys = [(item.mention.source, item.mention.external_id) for item in chunk]
+        keys = [(item.mention.source, fit_key(item.mention.external_id, 512)) for item in chunk]
         found = session.execute(
             select(MentionRow.source, MentionRow.external_id, MentionRow.id).where(
                 tuple_(MentionRow.source, MentionRow.external_id).in_(keys)
@@ -129,7 +130,7 @@ def store_mentions(
         )
         ids = {(src, ext): mid for src, ext, mid in found}
         links = [
-            {"mention_id": ids[(item.mention.source, item.mention.external_id)], "brand": brand}
+            {"mention_id": ids[(item.mention.source, fit_key(item.mention.external_id, 512))], "brand": brand}
             for item in chunk
             for brand in item.brands
         ]
@@ -139,17 +140,29 @@ def store_mentions(
     return inserted
 
 
+def fit_key(value: str, limit: int) -> str:
+    """A key column value that fits ``limit``: long ones become a stable hash (still unique)."""
+    if len(value) <= limit:
+        return value
+    return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _clip(value: str | None, limit: int) -> str | None:
+    return value[:limit] if value is not None else None
+
+
 def _mention_values(item: NewMention, now: datetime) -> dict[str, object]:
+    # Column limits hold on every database (PostgreSQL enforces them, SQLite would not).
     m = item.mention
     return {
         "source": m.source,
-        "external_id": m.external_id,
-        "platform": m.platform,
+        "external_id": fit_key(m.external_id, 512),
+        "platform": m.platform[:64],
         "url": m.url,
-        "author": m.author,
+        "author": m.author[:256],
         "author_followers": m.followers,
         "engagement": m.engagement,
-        "language": m.language,
+        "language": _clip(m.language, 16),
         "detected_language": item.detected_language,
         "text": m.text,
         "created_at": m.created_at,
@@ -159,18 +172,33 @@ def _mention_values(item: NewMention, now: datetime) -> dict[str, object]:
 
 def save_cursor(session: Session, source: str, query: str, value: str, *, now: datetime | None = None) -> None:
     """Upsert the collection cursor of (source, query)."""
-    session.merge(CursorRow(source=source, query=query, value=value, updated_at=now or datetime.now(UTC)))
+    row = CursorRow(source=source, query=fit_key(query, 512), value=value, updated_at=now or datetime.now(UTC))
+    session.merge(row)
 
 
 def get_cursor(session: Session, source: str, query: str = "") -> str | None:
     """The stored cursor of (source, query), or None before the first collection."""
-    return session.scalar(select(CursorRow.value).where(CursorRow.source == source, CursorRow.query == query))
+    key = fit_key(query, 512)
+    return session.scalar(select(CursorRow.value).where(CursorRow.source == source, CursorRow.query == key))
 
 
-def get_cursors(session: Session, source: str) -> dict[str, str]:
+class StoredCursors(dict[str, str]):
+    """A source's cursors keyed by query; looking up a query longer than the column finds its hashed key."""
+
+    def __getitem__(self, query: str) -> str:
+        return super().__getitem__(fit_key(query, 512))
+
+    def __contains__(self, query: object) -> bool:
+        return isinstance(query, str) and super().__contains__(fit_key(query, 512))
+
+    def get(self, query: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(fit_key(query, 512), default)
+
+
+def get_cursors(session: Session, source: str) -> StoredCursors:
     """Every stored cursor of ``source``, keyed by query."""
     rows = session.execute(select(CursorRow.query, CursorRow.value).where(CursorRow.source == source))
-    return {query: value for query, value in rows}
+    return StoredCursors({query: value for query, value in rows})
 
 
 def count_mentions(session: Session, *, source: str | None = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select
@@ -18,6 +19,7 @@ from kulak.pipeline import (
     load_configured_scorer,
     run_once,
 )
+from listener.base import Mention
 from storage import repository as repo
 from storage.db import Database
 from storage.models import CursorRow, MentionBrandRow, MentionRow, ScoreRow
@@ -195,3 +197,17 @@ def test_store__portable_path_for_other_databases_dedups_too(
     assert _count(db, MentionRow) == first.new == _count(db, ScoreRow)
     with db.transaction() as session:
         assert repo.get_cursor(session, "demo") is not None
+
+
+def test_store__over_long_ids_queries_and_fields_fit_every_database(db: Database) -> None:
+    when = datetime(2026, 11, 2, tzinfo=UTC)
+    long_id = "at://did:plc:" + "x" * 600
+    mention = Mention("feeds", long_id, "p" * 80, "https://e.example/1", "a" * 300, "Paketto!", when, language="x" * 20)
+    query = "https://news.example/feed?" + "q" * 600
+    for _ in range(2):  # the second time dedup must still recognise the hashed id
+        with db.transaction() as session:
+            repo.store_mentions(session, [repo.NewMention(mention, ("Paketto",))], cursor=("feeds", query, "c1"))
+    with db.transaction() as session:
+        assert repo.count_mentions(session, source="feeds") == 1
+        assert repo.get_cursors(session, "feeds").get(query) == "c1"
+        assert repo.get_cursor(session, "feeds", query) == "c1"
