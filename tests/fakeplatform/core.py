@@ -114,7 +114,7 @@ class FakePlatform:
     def url(self) -> str:
         assert self._server is not None, "start the server first"
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def __enter__(self) -> FakePlatform:
         platform = self
@@ -143,6 +143,9 @@ class FakePlatform:
                 self.send_response(reply.status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(payload)))
+                if req.headers.get("connection", "").lower() == "close":
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
                 for k, v in reply.headers.items():
                     if k.lower() != "content-type":
                         self.send_header(k, v)
