@@ -133,6 +133,10 @@ def print_run(result: RunResult) -> None:
     for s in result.collected:
         line = f"{s.source}: {s.seen} posts read, {s.new} new mentions stored, {s.unmatched} without a brand"
         print(line + (f" -- FAILED: {s.error}" if s.error else ""))
+        for note in s.skipped[:10]:  # what a collector left out, e.g. pages beyond max_pages
+            print(f"  note: {note}")
+        if len(s.skipped) > 10:
+            print(f"  ... and {len(s.skipped) - 10} more notes")
     for warning in result.warnings:
         print(warning)
     print(f"scored {result.scored} mentions\n")
@@ -152,9 +156,10 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
                 collectors = only_source(collectors, args.source)
             print_run(run_once(cfg, db=db, scorer=scorer, collectors=collectors))
             return 0
-        from kulak.scheduler import run_forever
+        from kulak.scheduler import run_forever, source_intervals
 
-        print(f"kulak collecting every {cfg.schedule.interval_seconds}s; press Ctrl-C to stop.", flush=True)
+        plan = ", ".join(f"{name} every {seconds}s" for name, seconds in source_intervals(cfg).items())
+        print(f"kulak collecting: {plan or 'no source enabled'}; press Ctrl-C to stop.", flush=True)
         run_forever(cfg, db=db, scorer=scorer, on_result=print_run)
     print("kulak stopped cleanly.", flush=True)
     return 0

@@ -12,6 +12,7 @@ from typing import Any
 
 from kulak.config import Config
 from kulak.pipeline import RunResult, build_collectors, only_source, run_once
+from listener.base import Collector
 from sentiment.scorer import Scorer
 from storage.db import Database
 
@@ -32,6 +33,8 @@ class _Runtime:
     db: Database
     scorer: Scorer
     on_result: Callable[[RunResult], None]
+    # Built once per `kulak run`: clients keep their sessions (Bluesky limits sign-ins per day).
+    collectors: dict[str, Collector]
 
 
 # The job function must be importable and its arguments picklable (they are stored in the
@@ -44,7 +47,7 @@ def collect_job(source: str) -> None:
     if _runtime is None:  # pragma: no cover - only if a stale job store is run by hand
         log.error("collect job ran outside `kulak run`; ignoring it")
         return
-    collectors = build_collectors(_runtime.cfg)
+    collectors = _runtime.collectors
     if source not in collectors:  # pragma: no cover - removed from the config while queued
         log.warning("source %s is no longer enabled; skipping its job", source)
         return
@@ -115,7 +118,7 @@ def _forget_stale_jobs(scheduler: Any, wanted: set[str]) -> Any:
 def run_forever(cfg: Config, *, db: Database, scorer: Scorer, on_result: Callable[[RunResult], None]) -> None:
     """Run the schedule until Ctrl-C or SIGTERM; a running collection finishes before exit."""
     global _runtime
-    _runtime = _Runtime(cfg, db, scorer, on_result)
+    _runtime = _Runtime(cfg, db, scorer, on_result, build_collectors(cfg))
     scheduler = build_scheduler(cfg, db)
 
     def stop(signum: int, _frame: FrameType | None) -> None:
