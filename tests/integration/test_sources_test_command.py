@@ -5,14 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
+from kulak.cli import main
 from kulak.config import Config
 from kulak.diagnose import diagnose, render
 from kulak.errors import AuthError, ConfigError, RateLimited, SourceUnavailable
 from listener.base import Batch, Mention, SourceSpec
 from listener.registry import RegisteredCollector
+from tests.fakeplatform.core import FakePlatform
+from tests.fakeplatform.hackernews import HNItem, install
 
 
 class ScriptedCollector:
@@ -86,3 +90,26 @@ def test_sources_test__a_missing_variable_is_named_and_no_secret_is_printed(
 def test_sources_test__an_unknown_source_lists_the_configured_ones(cfg: Config) -> None:
     with pytest.raises(ConfigError, match=r"no source 'nope' in the configuration \(configured: demo, forum\)"):
         diagnose(cfg, "nope", registry=_registry(None, []))
+
+
+def test_sources_test__cli_against_a_real_collector_and_a_fake_platform(
+    tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with FakePlatform() as platform:
+        hn = install(platform)
+        hn.add(HNItem("1", 1_762_074_000, "ann", comment_text="Paketto lost my parcel"))
+        config = tmp_path / "kulak.toml"
+        config.write_text(
+            f'[[brands]]\nname = "Paketto"\n[sources.hn]\ntype = "hackernews"\nbase_url = "{platform.url}/api/v1"\n'
+            '[sources.x]\nbearer_token_env = "KULAK_TEST_UNSET_X_TOKEN"\n',
+            encoding="utf-8",
+        )
+        base = ["--config", str(config), "--data-dir", str(tmp_path / "d"), "--model", str(tiny_model_dir)]
+        assert main([*base, "sources", "test", "hn"]) == 0
+        out = capsys.readouterr().out
+        assert "source 'hn' works" in out and "the first page had 1 posts, 1 of them mention" in out
+        assert main([*base, "sources", "test", "x"]) == 1
+        out = capsys.readouterr().out
+        assert "FAIL  credentials" in out and "KULAK_TEST_UNSET_X_TOKEN" in out
+        assert main([*base, "sources"]) == 0, "a diagnosis stores nothing"
+        assert "No collection has run yet" in capsys.readouterr().out
