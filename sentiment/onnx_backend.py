@@ -59,6 +59,9 @@ def ensure_int8_model(checkpoint: Path, *, adapter: Adapter | None = None) -> Pa
         from transformers import AutoModel, AutoTokenizer
     except ImportError as exc:
         raise ModelError(f"{INSTALL_HINT} ({exc})") from None
+    from sentiment.encoder import quiet_transformers
+
+    quiet_transformers()
     log.info("exporting %s to ONNX int8 (first use only)", checkpoint.name)
     tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
     encoder = AutoModel.from_pretrained(str(checkpoint), add_pooling_layer=False).eval()
@@ -82,7 +85,13 @@ def ensure_int8_model(checkpoint: Path, *, adapter: Adapter | None = None) -> Pa
                 opset_version=17,
                 dynamo=False,
             )
-        quantize_dynamic(str(tmp / "fp32.onnx"), str(tmp / "model.onnx"), weight_type=QuantType.QInt8)
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # onnxruntime's quantizer logs a generic pre-processing hint to root
+        try:
+            quantize_dynamic(str(tmp / "fp32.onnx"), str(tmp / "model.onnx"), weight_type=QuantType.QInt8)
+        finally:
+            root.setLevel(level)
         (tmp / "fp32.onnx").unlink()
         tokenizer.save_pretrained(tmp)
     return target
