@@ -48,6 +48,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     trickle: float | None = None  # seconds between single bytes (a server that trickles)
     drop: bool = False  # close the connection without answering
+    hang: float | None = None  # seconds to stay silent before answering (a server that times out)
 
     def encoded(self) -> tuple[bytes, str]:
         if isinstance(self.body, bytes):
@@ -134,6 +135,8 @@ class FakePlatform:
                     body,
                 )
                 reply = platform.dispatch(req)
+                if reply.hang is not None and platform.stop_trickle.wait(reply.hang):
+                    return
                 if reply.drop:
                     self.close_connection = True
                     self.wfile.flush()

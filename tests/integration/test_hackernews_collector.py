@@ -240,6 +240,23 @@ def test_hackernews__trickling_server__hits_the_deadline_and_the_run_ends(db: Da
     assert stats.error is not None and "timed out" in stats.error and "took more than 0.5s" in stats.error
 
 
+def test_hackernews__server_that_never_answers__times_out_with_bounded_retries(
+    db: Database, hn: FakeHackerNews
+) -> None:
+    seed(hn)
+    hn.server.fail(SEARCH_PATH, Reply(200, {"hits": []}, hang=30), times=2)
+    waits: list[float] = []
+    started = time.monotonic()
+    stats = run(db, make(hn, waits, timeout=0.3, max_retries=1))
+    assert time.monotonic() - started < 5, "each attempt ends at the timeout, not when the server gives up"
+    assert stats.error is not None and "timed out" in stats.error and "gave up after 2 attempts" in stats.error
+    assert len(hn.searches()) == 2 and len(waits) == 1
+    with db.transaction() as s:
+        (health,) = repo.source_health(s)
+    assert health.consecutive_failures == 1 and "timed out" in (health.last_error or "")
+    assert run(db, make(hn, [])).new == 2, "once the server answers again, the next run collects"
+
+
 def test_hackernews__429_with_retry_after__waits_that_long_then_continues(db: Database, hn: FakeHackerNews) -> None:
     seed(hn)
     hn.server.fail(SEARCH_PATH, Reply(429, {"message": "Too many requests"}, {"Retry-After": "7"}))
