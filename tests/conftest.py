@@ -120,12 +120,38 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
     try:
         yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     finally:
+        if not _drop_database(admin_url, name):
+            _LEFTOVER_DATABASES.append(name)
+
+
+# Databases that could not be dropped right after their test (an autovacuum worker, owned by the
+# server, may be connected to a fresh database for a moment); dropped again when the session ends.
+_LEFTOVER_DATABASES: list[str] = []
+
+
+def _drop_database(admin_url: str, name: str) -> bool:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import DBAPIError
+
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        return True
+    except DBAPIError:
+        return False
+    finally:
         admin.dispose()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    url = os.environ.get("KULAK_TEST_POSTGRES_URL")
+    for name in _LEFTOVER_DATABASES if url else []:
+        _drop_database(url, name)  # best effort: the server's worker has long finished by now
 
 
 @pytest.fixture
