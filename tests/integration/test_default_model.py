@@ -141,4 +141,4 @@ def test_onnx_int8__embeddings_stay_close_to_torch(model_cache: Path) -> None:
     int8_dir = ensure_int8_model(checkpoint, adapter=adapter)
     assert adapter.digest in int8_dir.name, "a retrained adapter gets its own export"
     int8 = OnnxEncoder(int8_dir).embed(TEXTS)
-    assert float((ours * int8).sum(axis=1).min()) > 0.97
+    assert float((ours * int8).sum(axis=1).min()) > 0.975
