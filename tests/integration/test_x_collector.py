@@ -288,6 +288,23 @@ def test_x__credentials_revoked_mid_run__auth_error_first_page_kept_no_retry(
     assert stored(db) == 10 and len(fake.platform.hits(SEARCH_PATH)) == 2 and sleeps == []
 
 
+def test_x__access_withdrawn_mid_run_403__auth_error_first_page_kept_no_retry(
+    db: Database, fake: FakeX, sleeps: list[float]
+) -> None:
+    post_many(fake, 25)
+    forbidden = {
+        "title": "Client Forbidden",
+        "detail": "This request must be made using an approved developer account that is enrolled in the "
+        "requested endpoint.",
+        "reason": "client-not-enrolled",
+        "type": "https://api.twitter.com/2/problems/client-forbidden",
+    }
+    fake.fail_after(1, Reply(403, forbidden), times=5)
+    stats = run(db, fake, sleeps)
+    assert stats.error is not None and stats.error.startswith("AuthError:") and "HTTP 403" in stats.error
+    assert stored(db) == 10 and len(fake.platform.hits(SEARCH_PATH)) == 2 and sleeps == []
+
+
 def test_x__token_variable_not_set__auth_error_names_it_and_nothing_is_sent(
     db: Database, fake: FakeX, sleeps: list[float]
 ) -> None:
