@@ -88,6 +88,13 @@ class FakePlatform:
 
         return register
 
+    def reset(self) -> None:
+        """Forget routes, recorded requests and faults: a fresh platform on the same server."""
+        with self.lock:
+            self.routes.clear()
+            self.requests.clear()
+            self.faults.clear()
+
     def fail(self, prefix: str, reply: Reply, *, times: int = 1) -> None:
         """Answer the next ``times`` requests whose path starts with ``prefix`` with ``reply``."""
         with self.lock:

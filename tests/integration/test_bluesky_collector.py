@@ -11,11 +11,13 @@ from typing import Any
 import pytest
 
 from kulak.pipeline import CollectStats, collect
-from listener.base import Mention, SourceSpec
+from listener.base import SourceSpec
 from listener.bluesky import BlueskyCollector, bluesky_collector, stamp
 from listener.brands import Brand, BrandMatcher
 from storage import repository as repo
 from storage.db import Database
+from tests.collected import health_of
+from tests.collected import stored_mentions as stored
 from tests.fakeplatform.bluesky import SEARCH_PATH, SESSION_PATH, FakeBluesky
 from tests.fakeplatform.core import FakePlatform, Reply, Request, html_error_page, malformed_json
 
@@ -58,21 +60,13 @@ def searches(bsky: FakeBluesky, q: str = "Paketto") -> list[Request]:
     return [h for h in bsky.platform.hits(SEARCH_PATH) if h.arg("q") == q]
 
 
-def stored(db: Database) -> dict[str, Mention]:
-    with db.transaction() as s:
-        rows = repo.unscored_mentions(s, model_id="none", model_version="0", limit=10_000)
-    return {r.mention.external_id: r.mention for r in rows}
-
-
 def cursor(db: Database, query: str = "Paketto") -> str | None:
     with db.transaction() as s:
         return repo.get_cursor(s, "bluesky", query)
 
 
 def health(db: Database) -> repo.SourceHealth:
-    with db.transaction() as s:
-        (row,) = [h for h in repo.source_health(s) if h.source == "bluesky"]
-    return row
+    return health_of(db, "bluesky")
 
 
 def test_bluesky__collects_posts_with_deep_links_authors_engagement_language(db: Database, bsky: FakeBluesky) -> None:

@@ -10,11 +10,12 @@ from datetime import UTC, datetime
 import pytest
 
 from kulak.pipeline import CollectStats, collect
-from listener.base import Batch, Collector, Mention, SourceSpec
+from listener.base import Batch, Collector, SourceSpec
 from listener.brands import Brand, BrandMatcher
 from listener.hackernews import HackerNewsCollector, hackernews_collector, hn_queries
 from storage import repository as repo
 from storage.db import Database
+from tests.collected import stored_mentions as stored
 from tests.fakeplatform.core import FakePlatform, Reply, html_error_page, malformed_json
 from tests.fakeplatform.hackernews import SEARCH_PATH, FakeHackerNews, HNItem, install
 
@@ -31,9 +32,7 @@ def server() -> Iterator[FakePlatform]:
 @pytest.fixture
 def hn(server: FakePlatform) -> FakeHackerNews:
     """A fresh platform state on the module's server (starting a server per test costs 0.5 s to stop)."""
-    server.routes.clear()
-    server.requests.clear()
-    server.faults.clear()
+    server.reset()
     return install(server)
 
 
@@ -48,12 +47,6 @@ def make(
 
 def run(db: Database, collector: Collector, brands: tuple[Brand, ...] = PAKETTO) -> CollectStats:
     return collect(db, collector, BrandMatcher(brands))
-
-
-def stored(db: Database) -> dict[str, Mention]:
-    with db.transaction() as s:
-        rows = repo.unscored_mentions(s, model_id="none", model_version="none", limit=10_000)
-    return {r.mention.external_id: r.mention for r in rows}
 
 
 def add_comments(hn: FakeHackerNews, n: int, *, start: int = 1000, word: str = "Paketto") -> None:

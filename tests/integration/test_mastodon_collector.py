@@ -10,11 +10,13 @@ from typing import Any
 import pytest
 
 from kulak.pipeline import CollectStats, collect
-from listener.base import Mention, SourceSpec
+from listener.base import SourceSpec
 from listener.brands import Brand, BrandMatcher
 from listener.mastodon import MastodonCollector, html_to_text, mastodon_collector
 from storage import repository as repo
 from storage.db import Database
+from tests.collected import health_of
+from tests.collected import stored_mentions as stored
 from tests.fakeplatform.core import FakePlatform, Reply, Request, html_error_page
 from tests.fakeplatform.mastodon import FakeMastodon, SearchMode, iso
 
@@ -53,16 +55,8 @@ def run(db: Database, collector: MastodonCollector) -> CollectStats:
     return collect(db, collector, BrandMatcher(BRANDS))
 
 
-def stored(db: Database) -> dict[str, Mention]:
-    with db.transaction() as s:
-        rows = repo.unscored_mentions(s, model_id="none", model_version="0", limit=10_000)
-    return {r.mention.external_id: r.mention for r in rows}
-
-
 def health(db: Database) -> repo.SourceHealth:
-    with db.transaction() as s:
-        (row,) = [h for h in repo.source_health(s) if h.source == "mastodon"]
-    return row
+    return health_of(db, "mastodon")
 
 
 def test_mastodon__collects_tagged_and_searched_posts_with_links_authors_engagement_language(

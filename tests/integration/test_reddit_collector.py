@@ -16,6 +16,8 @@ from listener.brands import Brand, BrandMatcher
 from listener.reddit import RedditCollector, brand_query, reddit_collector
 from storage import repository as repo
 from storage.db import Database
+from tests.collected import health_of
+from tests.collected import stored_mentions as stored
 from tests.fakeplatform.core import FakePlatform, Reply, html_error_page
 from tests.fakeplatform.reddit import FakeReddit
 
@@ -67,17 +69,8 @@ def run(db: Database, collector: RedditCollector) -> CollectStats:
     return collect(db, collector, BrandMatcher(BRANDS))
 
 
-def stored(db: Database) -> dict[str, Any]:
-    """Stored mentions by external id."""
-    with db.transaction() as s:
-        rows = repo.unscored_mentions(s, model_id="none", model_version="0", limit=10_000)
-    return {r.mention.external_id: r.mention for r in rows}
-
-
 def health(db: Database) -> repo.SourceHealth:
-    with db.transaction() as s:
-        (record,) = [h for h in repo.source_health(s) if h.source == "reddit"]
-    return record
+    return health_of(db, "reddit")
 
 
 def cursors(db: Database) -> dict[str, str]:

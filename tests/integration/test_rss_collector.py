@@ -12,12 +12,13 @@ import pytest
 
 from kulak.errors import ConfigError
 from kulak.pipeline import CollectStats, collect
-from listener.base import Mention, SourceSpec
+from listener.base import SourceSpec
 from listener.brands import Brand, BrandMatcher
 from listener.registry import collector_registry
 from listener.rss import RssCollector, rss_collector
 from storage import repository as repo
 from storage.db import Database
+from tests.collected import stored_mentions as stored
 from tests.fakeplatform.core import FakePlatform, Reply
 from tests.fakeplatform.rss import Entry, FakeFeeds, Feed, install
 
@@ -34,9 +35,7 @@ def server() -> Iterator[FakePlatform]:
 @pytest.fixture
 def feeds(server: FakePlatform) -> FakeFeeds:
     """A fresh platform state on the module's server (starting a server per test costs 0.5 s to stop)."""
-    server.routes.clear()
-    server.requests.clear()
-    server.faults.clear()
+    server.reset()
     return install(server)
 
 
@@ -48,12 +47,6 @@ def make(urls: list[str], waits: list[float] | None = None, **options: object) -
 
 def run(db: Database, collector: RssCollector) -> CollectStats:
     return collect(db, collector, BrandMatcher(BRANDS))
-
-
-def stored(db: Database) -> dict[str, Mention]:
-    with db.transaction() as s:
-        rows = repo.unscored_mentions(s, model_id="none", model_version="none", limit=10_000)
-    return {r.mention.external_id: r.mention for r in rows}
 
 
 def forum_feed() -> Feed:
