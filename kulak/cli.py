@@ -328,9 +328,13 @@ def cmd_train(cfg: Config, args: argparse.Namespace) -> int:
     )
     out = args.output or BUNDLED_HEAD
     head.save(out)
-    for name, value in val.items():
+    return _report_training(val, out, "sentiment head")
+
+
+def _report_training(scores: dict[str, float], out: Path, what: str) -> int:
+    for name, value in scores.items():
         print(f"  validation macro-recall {name:<24} {value:.4f}")
-    print(f"wrote sentiment head to {out} ({out.stat().st_size / 1024:.0f} KiB)")
+    print(f"wrote {what} to {out} ({out.stat().st_size / 1024:.0f} KiB)")
     return 0
 
 
@@ -356,10 +360,7 @@ def _finetune(cfg: Config, args: argparse.Namespace, checkpoint: Path, train: li
     )
     out = args.output or BUNDLED_ADAPTER
     adapter.save(out)
-    for name, value in scores.items():
-        print(f"  validation macro-recall {name:<24} {value:.4f}")
-    print(f"wrote LoRA adapters and head to {out} ({out.stat().st_size / 1024:.0f} KiB)")
-    return 0
+    return _report_training(scores, out, "LoRA adapters and head")
 
 
 def _doc_default(value: object) -> str:

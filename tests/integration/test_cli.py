@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from kulak.cli import main
+from tests.processes import first_round_then_ctrl_c
 
 ROW = {
     "id": "e1",
@@ -129,21 +129,10 @@ def test_run__scheduled_run_collects_then_stops_cleanly_on_ctrl_c(
     data = tmp_path / "data"
     cmd = [sys.executable, "-m", "kulak", "--data-dir", str(data), "--model", str(tiny_model_dir), "run"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        assert proc.stdout is not None
-        lines = []
-        for line in proc.stdout:  # blocks on the process's own output, no sleeping
-            lines.append(line)
-            if line.startswith("Sentiment by brand"):
-                break
-        assert any("new mentions stored" in line for line in lines), lines
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, err
-    assert "kulak stopped cleanly." in out
+    run = first_round_then_ctrl_c(proc)
+    assert any("new mentions stored" in line for line in run.first_round), run.first_round
+    assert run.returncode == 0, run.err
+    assert "kulak stopped cleanly." in run.out
 
     from sqlalchemy import create_engine, inspect, text
 

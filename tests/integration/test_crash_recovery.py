@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from storage.models import CursorRow, MentionBrandRow, MentionRow
 from tests.fakeplatform.core import FakePlatform, Reply, Request
 from tests.fakeplatform.hackernews import SEARCH_PATH, FakeHackerNews, HNItem
+from tests.processes import first_round_then_ctrl_c
 
 T0 = int(datetime(2026, 11, 2, 9, 0, tzinfo=UTC).timestamp())
 
@@ -104,21 +105,9 @@ def test_run__sigkill_mid_collection_then_restart__no_mention_lost_none_duplicat
 
     gate.release.set()
     hn.add(HNItem("9999", T0 + 10_000, "late", comment_text="Paketto again, after the crash"))
-    proc = _start(config, tiny_model_dir)
-    try:
-        assert proc.stdout is not None
-        lines = []
-        for line in proc.stdout:  # blocks on the process's own output, no sleeping
-            lines.append(line)
-            if line.startswith("Sentiment by brand"):
-                break
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, err
-    assert any(line.startswith("hn: ") and "-- FAILED" not in line for line in lines), lines
+    run = first_round_then_ctrl_c(_start(config, tiny_model_dir))
+    assert run.returncode == 0, run.err
+    assert any(line.startswith("hn: ") and "-- FAILED" not in line for line in run.first_round), run.first_round
     mentions, distinct, links, _ = _counts(engine)
     engine.dispose()
     assert (mentions, distinct, links) == (251, 251, 251), "every post exactly once, each linked to its brand once"
