@@ -342,12 +342,18 @@ def _finetune(cfg: Config, args: argparse.Namespace, checkpoint: Path, train: li
     from sentiment.finetune import FinetuneSettings, finetune, load_base
     from sentiment.head import Head
     from sentiment.scorer import BUNDLED_ADAPTER, BUNDLED_HEAD
-    from sentiment.train import XLMT_LANGUAGES, read_labelled
+    from sentiment.train import HELD_OUT_FILES, XLMT_LANGUAGES, read_labelled, split_held_out
 
     model, tokenizer = load_base(checkpoint)
-    sets = [read_labelled(p, limit=args.english_limit if p.name.startswith("en_tweets") else None) for p in train]
-    vals = [read_labelled(p) for p in val]
-    settings = FinetuneSettings(epochs=args.epochs, upsample={f"{lang}_": 2 for lang in XLMT_LANGUAGES})
+    sets, vals = [], [read_labelled(p) for p in val]
+    for p in train:
+        data = read_labelled(p, limit=args.english_limit if p.name.startswith("en_tweets") else None)
+        if p.name in HELD_OUT_FILES:
+            data, held = split_held_out(data)
+            vals.append(held)
+        sets.append(data)
+    upsample = {f"{lang}_": 2 for lang in XLMT_LANGUAGES} | {"hu_sst_": 3}
+    settings = FinetuneSettings(epochs=args.epochs, upsample=upsample)
     adapter, scores = finetune(
         model,
         tokenizer,
@@ -357,6 +363,7 @@ def _finetune(cfg: Config, args: argparse.Namespace, checkpoint: Path, train: li
         cache_dir=cfg.data_dir / "cache" / "finetune",
         encoder_tag=checkpoint.name,
         settings=settings,
+        checkpoint_path=cfg.data_dir / "cache" / "finetune" / "adapter.npz",  # one file per epoch, to compare
     )
     out = args.output or BUNDLED_ADAPTER
     adapter.save(out)

@@ -64,6 +64,29 @@ def read_labelled(path: Path, *, limit: int | None = None, seed: int = 0) -> Lab
     return LabelledSet(name=path.name, texts=texts, labels=y)
 
 
+HELD_OUT_FRACTION = 0.1
+HELD_OUT_FILES = ("hu_sst_train.tsv", "tr_reviews_train.tsv")  # no validation file of their own
+
+
+def split_held_out(
+    data: LabelledSet, *, fraction: float = HELD_OUT_FRACTION, seed: int = 0
+) -> tuple[LabelledSet, LabelledSet]:
+    """A seeded ``fraction`` of a training file set aside for validation, and the rest.
+
+    Hungarian and Turkish have no validation file of their own; their held-out part lets the
+    fine-tune choose its epoch (and the per-language calibration) without touching a dev or test file.
+    """
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(data.texts))
+    cut = round(len(order) * fraction)
+    held, kept = np.sort(order[:cut]), np.sort(order[cut:])
+
+    def part(idx: np.ndarray, name: str) -> LabelledSet:
+        return LabelledSet(name=name, texts=[data.texts[i] for i in idx], labels=data.labels[idx])
+
+    return part(kept, data.name), part(held, f"{data.name}[held-out]")
+
+
 def embed_cached(encoder: Encoder, texts: Sequence[str], *, cache_dir: Path, tag: str) -> np.ndarray:
     """Embed texts, caching the result by content so re-training with new settings is quick."""
     digest = hashlib.sha256()

@@ -11,7 +11,7 @@ from sentiment.batching import length_sorted_batches
 from sentiment.e5 import dequantize_q4_0, read_e5_file
 from sentiment.head import Head
 from sentiment.scorer import ClassifierScorer, _label_order
-from sentiment.train import fit_head, read_labelled
+from sentiment.train import LabelledSet, fit_head, read_labelled, split_held_out
 
 
 def test_dequantize_q4_0__low_nibbles_first_then_high_minus_8_times_scale() -> None:
@@ -67,6 +67,19 @@ def test_read_labelled__refuses_test_splits(tmp_path: Path) -> None:
     path.write_text("text\tlabel\nhi\tneutral\n", encoding="utf-8")
     with pytest.raises(ModelError, match="never trains or tunes on test data"):
         read_labelled(path)
+
+
+def test_split_held_out__a_seeded_tenth_aside_disjoint_and_complete() -> None:
+    texts = [f"sentence {i}" for i in range(205)]
+    data = LabelledSet(name="hu_sst_train.tsv", texts=texts, labels=np.arange(205) % 3)
+    kept, held = split_held_out(data)
+    assert (len(kept.texts), len(held.texts)) == (185, 20)
+    assert held.name == "hu_sst_train.tsv[held-out]" and kept.name == "hu_sst_train.tsv"
+    assert set(kept.texts).isdisjoint(held.texts) and set(kept.texts) | set(held.texts) == set(texts)
+    for part in (kept, held):  # labels travel with their texts
+        assert [int(t.split()[1]) % 3 for t in part.texts] == part.labels.tolist()
+    assert split_held_out(data)[1].texts == held.texts  # same seed, same split
+    assert split_held_out(data, seed=1)[1].texts != held.texts
 
 
 @pytest.mark.parametrize(
