@@ -82,6 +82,14 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``models/`` of a kulak data dir shared by the slow tests, so the real e5 is rebuilt once."""
+    models = tmp_path_factory.mktemp("kulak-data") / "models"
+    models.mkdir()
+    return models
+
+
 @pytest.fixture
 def make_config(tmp_path: Path, tiny_model_dir: Path):  # type: ignore[no-untyped-def]
     """Build a Config on a fresh data dir using the tiny model and a small demo source."""

