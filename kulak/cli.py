@@ -94,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="fine-tune the encoder's top layers with LoRA, starting from the bundled head (writes the adapter)",
     )
-    tr.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs over the training mix (default 1)")
+    tr.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs over the training mix (default 2)")
 
     bench = sub.add_parser("bench", help="benchmarks: `kulak bench score` measures scoring speed and memory")
     bsub = bench.add_subparsers(dest="bench_command", required=True, metavar="WHAT")

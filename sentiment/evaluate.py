@@ -132,9 +132,10 @@ def render_model_card(results: Sequence[FileResult], *, model: str, command: str
         "- Head: mean-pooled, L2-normalized embedding → one hidden layer of 512 → 3 classes, trained",
         "  on frozen embeddings (`kulak train-sentiment --data-root ../shared/data`).",
         "- Adapters (when the version says `+adapter-`): LoRA rank 16 on every linear layer and the",
-        "  LayerNorms of the top 4 encoder layers, trained together with the head for one epoch over",
-        "  the multilingual training mix (XLM-T files twice), starting from that head",
-        "  (`kulak train-sentiment --finetune --data-root ../shared/data`). They are merged into the",
-        "  weights at load time, so scoring costs what the base encoder costs.",
+        "  LayerNorms of the top 4 encoder layers, trained together with the head for two epochs over",
+        "  the multilingual training mix (XLM-T files twice, Hungarian three times), starting from that",
+        "  head (`kulak train-sentiment --finetune --data-root ../shared/data`); the epoch is chosen on",
+        "  the validation files plus a held-out tenth of the Hungarian and Turkish training files.",
+        "  They are merged into the weights at load time, so scoring costs what the base encoder costs.",
     ]
     return "\n".join(lines) + "\n"
