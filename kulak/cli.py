@@ -95,6 +95,12 @@ def _parser() -> argparse.ArgumentParser:
         help="fine-tune the encoder's top layers with LoRA, starting from the bundled head (writes the adapter)",
     )
     tr.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs over the training mix (default 2)")
+    tr.add_argument(
+        "--top-layers",
+        type=int,
+        default=4,
+        help="encoder layers that get adapters (default 4 of 12; more is slower: the rest is cached once)",
+    )
 
     bench = sub.add_parser("bench", help="benchmarks: `kulak bench score` measures scoring speed and memory")
     bsub = bench.add_subparsers(dest="bench_command", required=True, metavar="WHAT")
@@ -353,7 +359,9 @@ def _finetune(cfg: Config, args: argparse.Namespace, checkpoint: Path, train: li
             vals.append(held)
         sets.append(data)
     upsample = {f"{lang}_": 2 for lang in XLMT_LANGUAGES} | {"hu_sst_": 3}
-    settings = FinetuneSettings(epochs=args.epochs, upsample=upsample)
+    if not 1 <= args.top_layers <= len(model.encoder.layer):
+        raise ConfigError(f"--top-layers must be between 1 and {len(model.encoder.layer)}, not {args.top_layers}.")
+    settings = FinetuneSettings(epochs=args.epochs, top_layers=args.top_layers, upsample=upsample)
     adapter, scores = finetune(
         model,
         tokenizer,
