@@ -74,7 +74,7 @@ def split_held_out(
     """A seeded ``fraction`` of a training file set aside for validation, and the rest.
 
     Hungarian and Turkish have no validation file of their own; their held-out part lets the
-    fine-tune choose its epoch (and the per-language calibration) without touching a dev or test file.
+    fine-tune choose its epoch without touching a dev or test file.
     """
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(data.texts))
