@@ -122,6 +122,16 @@ def render_model_card(results: Sequence[FileResult], *, model: str, command: str
             lines.append(f"| {what} | {values[key]:.3f} | {threshold:.2f} | {met} |")
     lines += [
         "",
+        "Recall per class (where the model goes wrong; a dash: the file has no such gold label):",
+        "",
+        "| file | negative | neutral | positive |",
+        "|---|---|---|---|",
+    ]
+    for r in results:
+        cells = [f"{r.metrics.recall[c]:.3f}" if c in r.metrics.recall else "–" for c in LABELS]
+        lines.append(f"| {r.file} | {' | '.join(cells)} |")
+    lines += [
+        "",
         "Test splits are used here only; training reads train files and model selection reads",
         "validation files (`kulak train-sentiment` refuses any file named *test*).",
         "",

@@ -14,11 +14,12 @@ def test_evaluate__macro_recall_and_f1_match_hand_computation() -> None:
     # precisions: neg 1/2, neu 1/2, pos 2/2 -> F1s: 0.5, 2/3, 0.8
     assert m.macro_f1 == pytest.approx((0.5 + 2 / 3 + 0.8) / 3)
     assert m.accuracy == pytest.approx(4 / 6)
+    assert m.recall == pytest.approx({"negative": 0.5, "neutral": 1.0, "positive": 2 / 3})
 
 
 def test_evaluate__binary_gold_ignores_the_missing_class() -> None:
     m = evaluate(["negative", "positive"], ["negative", "positive"])
-    assert m.macro_recall == 1.0
+    assert m.macro_recall == 1.0 and set(m.recall) == {"negative", "positive"}
 
 
 def test_model_card__marks_targets_met_and_missed() -> None:
@@ -26,7 +27,8 @@ def test_model_card__marks_targets_met_and_missed() -> None:
     from sentiment.metrics import Metrics
 
     def result(name: str, recall: float, f1: float, acc: float, binary: bool = False) -> FileResult:
-        return FileResult(name, binary, Metrics(n=10, macro_recall=recall, macro_f1=f1, accuracy=acc))
+        per_class = {"negative": 0.25, "positive": 0.75} | ({} if binary else {"neutral": 0.5})
+        return FileResult(name, binary, Metrics(10, recall, f1, acc, recall=per_class))
 
     results = [result("en_tweets_test.tsv", 0.73, 0.7, 0.7), result("hu_sst_dev.tsv", 0.5, 0.4, 0.5)]
     results += [result("tr_reviews_dev.tsv", 0.9, 0.9, 0.86, binary=True)]
@@ -37,3 +39,5 @@ def test_model_card__marks_targets_met_and_missed() -> None:
     assert "| hu_sst_dev macro-recall | 0.500 | 0.60 | **no** |" in card
     assert "| tr_reviews_dev accuracy | 0.860 | 0.85 | yes |" in card
     assert "BERTweet 73.4" in card
+    assert "| hu_sst_dev.tsv | 0.250 | 0.500 | 0.750 |" in card
+    assert "| tr_reviews_dev.tsv | 0.250 | – | 0.750 |" in card
