@@ -359,8 +359,6 @@ def _finetune(cfg: Config, args: argparse.Namespace, checkpoint: Path, train: li
             vals.append(held)
         sets.append(data)
     upsample = {f"{lang}_": 2 for lang in XLMT_LANGUAGES} | {"hu_sst_": 3}
-    if not 1 <= args.top_layers <= len(model.encoder.layer):
-        raise ConfigError(f"--top-layers must be between 1 and {len(model.encoder.layer)}, not {args.top_layers}.")
     settings = FinetuneSettings(epochs=args.epochs, top_layers=args.top_layers, upsample=upsample)
     adapter, scores = finetune(
         model,

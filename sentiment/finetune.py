@@ -330,6 +330,8 @@ def finetune(
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
     n_layers = len(model.encoder.layer)
+    if not 1 <= settings.top_layers <= n_layers:
+        raise ModelError(f"--top-layers must be between 1 and {n_layers}, not {settings.top_layers}.")
     bottom = n_layers - settings.top_layers
     for p in model.parameters():
         p.requires_grad_(False)

@@ -81,9 +81,10 @@ def test_train_sentiment_finetune__extra_labels_and_held_out_validation(tmp_path
     assert not out.exists()
     assert main([*args, "--extra", str(extra), "--top-layers", "2", "-o", str(out)]) == 0
 
-    meta = Adapter.load(out).meta
+    adapter = Adapter.load(out)
+    meta = adapter.meta
     assert meta["settings"]["top_layers"] == 2
-    assert {key.split(".")[0] for key in Adapter.load(out).arrays} == {"l10", "l11"}
+    assert {key.split(".")[0] for key in adapter.arrays} == {"l10", "l11"}
     assert "labels.tsv" in meta["train_files"]
     held_out = 2 + 2  # a tenth of the 18 Hungarian and 16 Turkish rows, rounded
     assert meta["train_rows"] == base_rows + extra_rows - held_out
