@@ -30,6 +30,8 @@ log = logging.getLogger("kulak")
 
 
 def _parser() -> argparse.ArgumentParser:
+    from sentiment.finetune import FinetuneSettings
+
     p = argparse.ArgumentParser(
         prog="kulak", description="Self-hosted social-media listening and sentiment.", allow_abbrev=False
     )
@@ -94,12 +96,18 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="fine-tune the encoder's top layers with LoRA, starting from the bundled head (writes the adapter)",
     )
-    tr.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs over the training mix (default 2)")
+    defaults = FinetuneSettings()
+    tr.add_argument(
+        "--epochs",
+        type=int,
+        default=defaults.epochs,
+        help=f"fine-tuning epochs over the training mix (default {defaults.epochs})",
+    )
     tr.add_argument(
         "--top-layers",
         type=int,
-        default=4,
-        help="encoder layers that get adapters (default 4 of 12; more is slower: the rest is cached once)",
+        default=defaults.top_layers,
+        help=f"encoder layers that get adapters (default {defaults.top_layers} of 12; more is slower, the rest is cached)",
     )
 
     bench = sub.add_parser("bench", help="benchmarks: `kulak bench score` measures scoring speed and memory")

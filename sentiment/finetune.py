@@ -45,7 +45,7 @@ NORM_TARGETS = ("attention.output.LayerNorm", "output.LayerNorm")
 class FinetuneSettings:
     """How the adapters are trained (recorded in the artifact)."""
 
-    top_layers: int = 4
+    top_layers: int = 8
     rank: int = 16
     alpha: float = 32.0
     max_length: int = 96

@@ -45,14 +45,18 @@ def test_model_card__marks_targets_met_and_missed() -> None:
 
 def test_model_card__describes_the_adapter_from_its_recorded_settings() -> None:
     from sentiment.evaluate import XLMT, render_model_card
+    from sentiment.finetune import FinetuneSettings
 
     upsample = {f"{lang}_": 2 for lang in XLMT} | {"hu_sst_": 3}
-    settings = {"rank": 16, "top_layers": 8, "epochs": 2, "upsample": upsample}
+    settings = {"rank": 16, "top_layers": 6, "epochs": 2, "upsample": upsample}
     card = render_model_card([], model="m", command="c", date="d", adapter_meta={"settings": settings, "epoch": 1})
     text = " ".join(card.split())
-    assert "LoRA rank 16 on every linear layer and the LayerNorms of the top 8 encoder layers" in text
+    assert "LoRA rank 16 on every linear layer and the LayerNorms of the top 6 encoder layers" in text
     assert "for 2 epoch(s) over the multilingual training mix (upsampled: XLM-T files ×2; hu_sst ×3)" in text
-    assert "--finetune --data-root ../shared/data --top-layers 8" in text
+    assert "--finetune --data-root ../shared/data --top-layers 6" in text
     assert "Epoch 1 was kept" in text
     plain = render_model_card([], model="m", command="c", date="d", adapter_meta={"hidden": 512})
     assert "No adapters" in plain and "LoRA" not in plain
+    default = {**settings, "top_layers": FinetuneSettings.top_layers}
+    card = render_model_card([], model="m", command="c", date="d", adapter_meta={"settings": default, "epoch": 2})
+    assert "--finetune --data-root ../shared/data`" in card and "--top-layers" not in card
