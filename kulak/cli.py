@@ -107,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
         "--top-layers",
         type=int,
         default=defaults.top_layers,
-        help=f"encoder layers that get adapters (default {defaults.top_layers} of 12; more is slower, the rest is cached)",
+        help=f"encoder layers with adapters (default {defaults.top_layers} of 12; more is slower, the rest is cached)",
     )
 
     bench = sub.add_parser("bench", help="benchmarks: `kulak bench score` measures scoring speed and memory")
