@@ -1,4 +1,5 @@
-"""``kulak bench score``: texts/s and peak memory of each scoring path, on a fixed corpus.
+"""``kulak bench score``: texts/s and peak memory of each scoring path, on a fixed corpus;
+``kulak bench int8``: how far the int8 path drifts from fp32 on the same corpus.
 
 Each path runs in its own process so its peak RSS is its own. Model loading is not timed;
 the first batch is a warm-up and is not timed either.
@@ -119,6 +120,57 @@ def render(results: Sequence[BenchResult]) -> str:
         ratio = f"{r.texts_per_second / base:.1f}×" if base else "–"
         lines.append(f"| {r.path} | {r.texts} | {r.texts_per_second:.1f} | {ratio} | {r.peak_rss_mb:.0f} |")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Int8Drift:
+    """How far the int8 path's embeddings and labels sit from the torch (fp32) path's."""
+
+    texts: int
+    cosine_mean: float
+    cosine_p1: float
+    cosine_min: float
+    label_agreement: float
+    max_probability_change: float
+
+
+def int8_drift(texts: list[str], cache_dir: Path) -> Int8Drift:
+    """Embed ``texts`` with the default model on both backends and compare."""
+    from sentiment.e5 import ensure_e5_checkpoint
+    from sentiment.encoder import Encoder
+    from sentiment.onnx_backend import OnnxEncoder, ensure_int8_model
+    from sentiment.scorer import bundled_model_file, read_model_file
+
+    checkpoint = ensure_e5_checkpoint(cache_dir)
+    head, adapter = read_model_file(bundled_model_file())
+    torch_encoder = Encoder.from_pretrained(checkpoint)
+    if adapter is not None:
+        adapter.merge_into(torch_encoder.model)
+    fp32 = torch_encoder.embed(texts)
+    int8 = OnnxEncoder(ensure_int8_model(checkpoint, adapter=adapter)).embed(texts)
+    cosine = (fp32 * int8).sum(axis=1)
+    p_fp32, p_int8 = head.probabilities(fp32), head.probabilities(int8)
+    return Int8Drift(
+        texts=len(texts),
+        cosine_mean=float(cosine.mean()),
+        cosine_p1=float(np.percentile(cosine, 1)),
+        cosine_min=float(cosine.min()),
+        label_agreement=float((p_fp32.argmax(axis=1) == p_int8.argmax(axis=1)).mean()),
+        max_probability_change=float(np.abs(p_fp32 - p_int8).max()),
+    )
+
+
+def render_drift(d: Int8Drift) -> str:
+    """One Markdown table row per figure."""
+    rows = [
+        ("texts", f"{d.texts}"),
+        ("embedding cosine, mean", f"{d.cosine_mean:.3f}"),
+        ("embedding cosine, 1st percentile", f"{d.cosine_p1:.3f}"),
+        ("embedding cosine, lowest", f"{d.cosine_min:.3f}"),
+        ("same label as fp32", f"{d.label_agreement:.1%}"),
+        ("largest class-probability change", f"{d.max_probability_change:.3f}"),
+    ]
+    return "\n".join(["| int8 vs fp32 | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
 
 
 if __name__ == "__main__":

@@ -116,6 +116,9 @@ def _parser() -> argparse.ArgumentParser:
     bscore.add_argument("--file", type=Path, help="TSV/CSV/JSONL with a text column (default: demo posts)")
     bscore.add_argument("--limit", type=int, default=1000, help="texts to score (default 1000)")
     bscore.add_argument("--paths", default=",".join(("pipeline", "torch", "onnx-int8")), help="comma-separated")
+    bint8 = bsub.add_parser("int8", help="how far the ONNX int8 path's embeddings and labels sit from fp32")
+    bint8.add_argument("--file", type=Path, help="TSV/CSV/JSONL with a text column (default: demo posts)")
+    bint8.add_argument("--limit", type=int, default=1000, help="texts to compare (default 1000)")
 
     cfg = sub.add_parser("config", help="show the effective settings (secrets masked)")
     cfg.add_argument("--docs", action="store_true", help="print the settings as a Markdown table")
@@ -401,16 +404,20 @@ def cmd_bench(cfg: Config, args: argparse.Namespace) -> int:
     import os
     import tempfile
 
-    from kulak.bench import PATH_HELP, demo_corpus, render, run_bench
+    from kulak.bench import PATH_HELP, demo_corpus, int8_drift, render, render_drift, run_bench
     from sentiment.datasets import read_table
     from sentiment.e5 import ensure_e5_checkpoint
 
     texts = read_table(args.file).texts()[: args.limit] if args.file else demo_corpus(args.limit)
+    cache_dir = cfg.data_dir / "models"
+    if args.bench_command == "int8":
+        print(f"corpus: {len(texts)} texts from {args.file or 'the demo source'}", flush=True)
+        print(render_drift(int8_drift(texts, cache_dir)))
+        return 0
     paths = [p.strip() for p in args.paths.split(",") if p.strip()]
     unknown = [p for p in paths if p not in PATH_HELP]
     if unknown:
         raise ConfigError(f"unknown bench path {unknown[0]!r}; choose from {', '.join(PATH_HELP)}.")
-    cache_dir = cfg.data_dir / "models"
     ensure_e5_checkpoint(cache_dir)
     print(f"corpus: {len(texts)} texts from {args.file or 'the demo source'}; {os.cpu_count()} CPU cores", flush=True)
     with tempfile.TemporaryDirectory() as tmp:

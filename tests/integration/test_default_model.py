@@ -147,3 +147,16 @@ def test_onnx_int8__embeddings_stay_close_to_torch(model_cache: Path) -> None:
     assert float(np.abs(probs[0] - probs[1]).max()) < 0.15
     meaningful = [i for i, text in enumerate(TEXTS) if text != "x"]
     assert probs[0][meaningful].argmax(axis=1).tolist() == probs[1][meaningful].argmax(axis=1).tolist()
+
+
+def test_bench_int8__compares_int8_with_fp32(model_cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from kulak.cli import main
+
+    assert main(["--data-dir", str(model_cache.parent), "bench", "int8", "--limit", "40"]) == 0
+    lines = [line.strip("| ").split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    rows = {key: value for key, value in lines}
+    assert rows["texts"] == "40"
+    cosines = [float(rows[f"embedding cosine, {k}"]) for k in ("lowest", "1st percentile", "mean")]
+    assert 0.9 < cosines[0] <= cosines[1] <= cosines[2] < 1.0, "int8 moves the embeddings, a little"
+    assert float(rows["same label as fp32"].rstrip("%")) >= 80
+    assert 0.0 < float(rows["largest class-probability change"]) < 0.5
