@@ -135,19 +135,12 @@ class Int8Drift:
 
 
 def int8_drift(texts: list[str], cache_dir: Path) -> Int8Drift:
-    """Embed ``texts`` with the default model on both backends and compare."""
-    from sentiment.e5 import ensure_e5_checkpoint
-    from sentiment.encoder import Encoder
-    from sentiment.onnx_backend import OnnxEncoder, ensure_int8_model
-    from sentiment.scorer import bundled_model_file, read_model_file
+    """Embed ``texts`` with the default model as kulak loads it on both backends and compare."""
+    from sentiment.scorer import load_default_scorer
 
-    checkpoint = ensure_e5_checkpoint(cache_dir)
-    head, adapter = read_model_file(bundled_model_file())
-    torch_encoder = Encoder.from_pretrained(checkpoint)
-    if adapter is not None:
-        adapter.merge_into(torch_encoder.model)
-    fp32 = torch_encoder.embed(texts)
-    int8 = OnnxEncoder(ensure_int8_model(checkpoint, adapter=adapter)).embed(texts)
+    reference, quantized = (load_default_scorer(cache_dir, backend=b) for b in ("torch", "onnx-int8"))
+    head = reference.head
+    fp32, int8 = reference.encoder.embed(texts), quantized.encoder.embed(texts)
     cosine = (fp32 * int8).sum(axis=1)
     p_fp32, p_int8 = head.probabilities(fp32), head.probabilities(int8)
     return Int8Drift(
