@@ -21,8 +21,8 @@ import numpy as np
 PATHS = ("pipeline", "torch", "onnx-int8")
 PATH_HELP = {
     "pipeline": "transformers pipeline('feature-extraction'), default batch 1, same encoder + head",
-    "torch": "kulak's torch path: length-sorted batches of 32, dynamic padding",
-    "onnx-int8": "kulak's ONNX Runtime int8 path (torch.onnx.export + quantize_dynamic)",
+    "torch": "kulak's torch path: batches of 32 sorted by token count, dynamic padding",
+    "onnx-int8": "kulak's ONNX Runtime int8 path, the CPU default (torch.onnx.export + quantize_dynamic)",
 }
 
 

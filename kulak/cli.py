@@ -310,7 +310,9 @@ def cmd_eval(cfg: Config, args: argparse.Namespace) -> int:
         print(render_table(results))
     if args.card:
         model = f"{scorer.model_id} ({scorer.model_version})"
-        command = f"kulak eval --card {args.card} --data-root {args.data_root}"
+        # The card names the runtime it measured: the version ends in +onnx-int8 on the int8 path.
+        runtime = "" if cfg.model.backend == "auto" else f" --set model.backend={cfg.model.backend}"
+        command = f"kulak{runtime} eval --card {args.card} --data-root {args.data_root}"
         date = datetime.now(UTC).strftime("%Y-%m-%d")
         args.card.parent.mkdir(parents=True, exist_ok=True)
         # The default model's head carries what its adapter file recorded about training.

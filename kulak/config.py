@@ -70,9 +70,10 @@ class ModelConfig:
     )
     head: str = setting("", "Sentiment head file for the default model; empty means the bundled one.")
     backend: str = setting(
-        "torch", "Encoder runtime of the default model: 'torch' or 'onnx-int8' (needs the onnx extra)."
+        "auto",
+        "Encoder runtime of the default model: 'auto' (torch fp16 on CUDA, else onnx-int8), 'torch' or 'onnx-int8'.",
     )
-    batch_size: int = setting(32, "Texts per scoring batch (batches are length-sorted).")
+    batch_size: int = setting(32, "Texts per scoring batch (batches are sorted by token count).")
     max_length: int = setting(256, "Longest input in tokens; longer posts are truncated.")
 
 

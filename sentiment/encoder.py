@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from kulak.progress import progress
-from sentiment.batching import length_sorted_batches
+from sentiment.batching import token_batches
 
 log = logging.getLogger(__name__)
 
@@ -69,21 +69,17 @@ class Encoder:
         import torch
 
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        batches = list(length_sorted_batches(texts, batch_size=batch_size))
+        batches = token_batches(
+            self.tokenizer, texts, batch_size=batch_size, max_length=self.max_length, prefix=self.prefix
+        )
         device = next(self.model.parameters()).device
         with torch.inference_mode():
-            for idx in progress(batches, desc="embedding", unit="batch"):
-                enc = self.tokenizer(
-                    [self.prefix + texts[i] for i in idx],
-                    padding=True,
-                    truncation=True,
-                    max_length=self.max_length,
-                    return_tensors="pt",
-                ).to(device)
-                enc.pop("token_type_ids", None)
-                hidden = self.model(**enc).last_hidden_state.float()
-                mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            for batch in progress(batches, desc="embedding", unit="batch"):
+                mask_t = torch.from_numpy(batch.attention_mask).to(device)
+                ids_t = torch.from_numpy(batch.input_ids).to(device)
+                hidden = self.model(input_ids=ids_t, attention_mask=mask_t).last_hidden_state.float()
+                mask = mask_t.unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
                 pooled = torch.nn.functional.normalize(pooled, dim=-1)
-                out[idx] = pooled.cpu().numpy()
+                out[batch.indices] = pooled.cpu().numpy()
         return out

@@ -169,26 +169,19 @@ def compute_lower(
     """Run embeddings + the first ``bottom`` layers once over ``texts``."""
     import torch
 
-    from sentiment.batching import length_sorted_batches
+    from sentiment.batching import token_batches
 
     chunks: list[np.ndarray | None] = [None] * len(texts)
-    batches = list(length_sorted_batches(texts, batch_size=64))
+    batches = token_batches(tokenizer, texts, batch_size=64, max_length=max_length, prefix=prefix)
     with torch.inference_mode():
-        for idx in progress(batches, desc=f"frozen layers 1-{bottom}", unit="batch"):
-            enc = tokenizer(
-                [prefix + texts[i] for i in idx],
-                padding=True,
-                truncation=True,
-                max_length=max_length,
-                return_tensors="pt",
-            )
-            mask = enc["attention_mask"]
-            h = model.embeddings(input_ids=enc["input_ids"])
+        for batch in progress(batches, desc=f"frozen layers 1-{bottom}", unit="batch"):
+            mask = torch.from_numpy(batch.attention_mask)
+            h = model.embeddings(input_ids=torch.from_numpy(batch.input_ids))
             ext = _extended_mask(mask, h.dtype)
             for layer in model.encoder.layer[:bottom]:
                 h = layer(h, attention_mask=ext)
             h16 = h.to(torch.float16).numpy()
-            for row, i in enumerate(idx):
+            for row, i in enumerate(batch.indices):
                 chunks[i] = h16[row, : int(mask[row].sum())]
     arrays = [c for c in chunks if c is not None]
     lengths = np.array([len(c) for c in arrays], dtype=np.int64)

