@@ -310,14 +310,17 @@ def cmd_eval(cfg: Config, args: argparse.Namespace) -> int:
         print(render_table(results))
     if args.card:
         model = f"{scorer.model_id} ({scorer.model_version})"
-        # The card names the runtime it measured: the version ends in +onnx-int8 on the int8 path.
-        runtime = "" if cfg.model.backend == "auto" else f" --set model.backend={cfg.model.backend}"
-        command = f"kulak{runtime} eval --card {args.card} --data-root {args.data_root}"
+        # The card's command names a backend other than the default one, so it reproduces the figures.
+        backend = "" if cfg.model.backend == "auto" else f" --set model.backend={cfg.model.backend}"
+        command = f"kulak{backend} eval --card {args.card} --data-root {args.data_root}"
         date = datetime.now(UTC).strftime("%Y-%m-%d")
         args.card.parent.mkdir(parents=True, exist_ok=True)
         # The default model's head carries what its adapter file recorded about training.
         adapter_meta = getattr(getattr(scorer, "head", None), "meta", None)
-        card = render_model_card(results, model=model, command=command, date=date, adapter_meta=adapter_meta)
+        runtime = getattr(getattr(scorer, "encoder", None), "runtime", None)
+        card = render_model_card(
+            results, model=model, command=command, date=date, adapter_meta=adapter_meta, runtime=runtime
+        )
         args.card.write_text(card, encoding="utf-8")
         print(f"\nwrote {args.card}")
     return 0

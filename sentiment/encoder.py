@@ -60,6 +60,11 @@ class Encoder:
         return bool(next(self.model.parameters()).is_cuda)
 
     @property
+    def runtime(self) -> str:
+        """How the encoder runs, for the model card."""
+        return "torch, fp16 on CUDA" if self.on_gpu else "torch, fp32 on CPU"
+
+    @property
     def dim(self) -> int:
         """Size of the vectors :meth:`embed` returns."""
         return int(self.model.config.hidden_size)

@@ -141,9 +141,11 @@ def render_model_card(
     command: str,
     date: str,
     adapter_meta: Mapping[str, Any] | None = None,
+    runtime: str | None = None,
 ) -> str:
     """The Markdown evaluation table of ``docs/model-card.md``. ``adapter_meta`` is what the
-    adapter file recorded about its training (None for a head without adapters)."""
+    adapter file recorded about its training (None for a head without adapters); ``runtime``
+    says how the encoder ran for these figures."""
     lines = [
         "# Model card: kulak's default sentiment model",
         "",
@@ -188,4 +190,6 @@ def render_model_card(
         "",
     ]
     lines += _how_built(adapter_meta)
+    if runtime:
+        lines.append(f"- Runtime of the figures above: {runtime}.")
     return "\n".join(lines) + "\n"

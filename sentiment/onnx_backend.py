@@ -210,6 +210,19 @@ class OnnxEncoder:
         self.tokenizer = AutoTokenizer.from_pretrained(str(directory))
         self.prefix, self.max_length = prefix, max_length
         self.dim = int(self.session.get_outputs()[0].shape[-1])
+        export = directory / "export.json"
+        self.fp32_layers = (
+            list(json.loads(export.read_text(encoding="utf-8"))["fp32_layers"]) if export.exists() else []
+        )
+
+    @property
+    def runtime(self) -> str:
+        """How the encoder runs, for the model card."""
+        kept = ", ".join(f"`{n}`" for n in self.fp32_layers) or "none"
+        return (
+            "ONNX Runtime on CPU, int8 weights (per output channel, 7 bits) and int8 activations (one scale per "
+            f"tensor and batch); kept in fp32 for their activation outliers: {kept}"
+        )
 
     def embed(self, texts: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
         """``(len(texts), dim)`` L2-normalized embeddings, token-length-sorted batches, dynamic padding."""

@@ -56,6 +56,9 @@ class TextEncoder(Protocol):
     @property
     def dim(self) -> int: ...
 
+    @property
+    def runtime(self) -> str: ...
+
     def embed(self, texts: Sequence[str], *, batch_size: int = 32) -> np.ndarray: ...
 
 

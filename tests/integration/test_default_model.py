@@ -165,3 +165,23 @@ def test_bench_int8__compares_int8_with_fp32(model_cache: Path, capsys: pytest.C
     assert 0.9 < cosines[0] <= cosines[1] <= cosines[2] < 1.0, "int8 moves the embeddings, a little"
     assert float(rows["same label as fp32"].rstrip("%")) >= 80
     assert 0.0 < float(rows["largest class-probability change"]) < 0.5
+
+
+def test_eval_card__names_the_default_cpu_runtime_and_the_layers_it_kept(
+    model_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kulak.cli import main
+
+    labelled = tmp_path / "tiny_test.tsv"
+    labelled.write_text(
+        "text\tlabel\nI love this, best delivery ever!\tpositive\nLe colis est arrivé en retard.\tnegative\n",
+        encoding="utf-8",
+    )
+    card = tmp_path / "card.md"
+    assert main(["--data-dir", str(model_cache.parent), "eval", str(labelled), "--card", str(card)]) == 0
+    text = card.read_text(encoding="utf-8")
+    assert "+onnx-int8)`" in text, "on CPU the default backend is int8"
+    assert f"kulak eval --card {card}" in text
+    assert "Runtime of the figures above: ONNX Runtime on CPU, int8 weights" in text
+    assert "`encoder.layer." in text.split("Runtime of the figures above")[1], "the fp32 layers are named"
+    assert "| tiny_test.tsv (binary: negative vs positive) | 2 | 1.000 |" in text

@@ -55,6 +55,9 @@ def test_model_card__describes_the_adapter_from_its_recorded_settings() -> None:
     assert "for 2 epoch(s) over the multilingual training mix (upsampled: XLM-T files ×2; hu_sst ×3)" in text
     assert "--finetune --data-root ../shared/data --top-layers 6" in text
     assert "Epoch 1 was kept" in text
+    assert "Runtime" not in text
+    timed = render_model_card([], model="m", command="c", date="d", runtime="ONNX Runtime int8")
+    assert "- Runtime of the figures above: ONNX Runtime int8." in timed
     plain = render_model_card([], model="m", command="c", date="d", adapter_meta={"hidden": 512})
     assert "No adapters" in plain and "LoRA" not in plain
     default = {**settings, "top_layers": FinetuneSettings.top_layers}
