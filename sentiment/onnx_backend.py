@@ -7,6 +7,7 @@ head as the torch encoder.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import warnings
@@ -135,6 +136,8 @@ def ensure_int8_model(checkpoint: Path, *, adapter: Adapter | None = None) -> Pa
         bar.update(1)
         with building(target) as tmp:
             _export(_pooled_module(encoder), tokenizer, tmp / "fp32.onnx")
+            del encoder  # the quantizer holds its own copies of the weights: free the torch ones first
+            gc.collect()
             bar.update(1)
             nodes = {n.name for n in onnx.load(str(tmp / "fp32.onnx"), load_external_data=False).graph.node}
             exclude = [_onnx_node(name) for name in fp32]
