@@ -10,6 +10,10 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import signal
+import subprocess
+import sys
+import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -117,6 +121,29 @@ def ensure_int8_model(checkpoint: Path, *, adapter: Adapter | None = None) -> Pa
     target = checkpoint.parent / f"{checkpoint.name}{suffix}-{EXPORT_SCHEME}"
     if (target / "model.onnx").exists():
         return target
+    # In a child process: the export peaks at about 3.2 GB, which a long-running `kulak run` should
+    # not keep, and a child killed for lack of memory can be reported instead of killing kulak.
+    with tempfile.TemporaryDirectory(prefix="kulak-int8-") as tmp:
+        args = [sys.executable, "-m", "sentiment.onnx_backend", str(checkpoint), str(target)]
+        if adapter is not None:
+            adapter.save(Path(tmp) / "adapter.npz")
+            args.append(str(Path(tmp) / "adapter.npz"))
+        code = subprocess.run(args, check=False).returncode
+    if code in (-signal.SIGKILL, 128 + signal.SIGKILL):
+        raise ModelError(
+            "Exporting the int8 model was killed, most likely for lack of memory (it needs about 3.2 GB "
+            "once). Free some memory and retry, or set model.backend = 'torch'."
+        )
+    if code != 0 or not (target / "model.onnx").exists():
+        raise ModelError(
+            f"Exporting the int8 model failed (exit code {code}; its message is above). "
+            "Set model.backend = 'torch' to score without it."
+        )
+    return target
+
+
+def build_int8_model(checkpoint: Path, target: Path, *, adapter: Adapter | None) -> None:
+    """The export behind :func:`ensure_int8_model`: calibrate, export, quantize into ``target``."""
     try:
         import onnx
         from transformers import AutoModel, AutoTokenizer
@@ -127,8 +154,11 @@ def ensure_int8_model(checkpoint: Path, *, adapter: Adapter | None = None) -> Pa
     quiet_transformers()
     log.info("exporting %s to ONNX int8 (first use only)", checkpoint.name)
     with progress_bar(total=3, desc="preparing the int8 model (first use only)", unit="step") as bar:
-        tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
-        encoder = AutoModel.from_pretrained(str(checkpoint), add_pooling_layer=False).eval()
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
+            encoder = AutoModel.from_pretrained(str(checkpoint), add_pooling_layer=False).eval()
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"Cannot load the encoder checkpoint {checkpoint}: {exc}") from None
         if adapter is not None:
             adapter.merge_into(encoder)
         calibration = CALIBRATION_TEXTS.read_text(encoding="utf-8").splitlines()
@@ -152,7 +182,6 @@ def ensure_int8_model(checkpoint: Path, *, adapter: Adapter | None = None) -> Pa
             tokenizer.save_pretrained(tmp)
             meta = {"scheme": EXPORT_SCHEME, "fp32_layers": {n: round(r, 1) for n, r in fp32.items()}}
             (tmp / "export.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    return target
 
 
 def _export(model: Any, tokenizer: Any, path: Path) -> None:
@@ -237,3 +266,19 @@ class OnnxEncoder:
             feeds = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
             out[batch.indices] = self.session.run(None, feeds)[0]
         return out
+
+
+def main(argv: Sequence[str]) -> int:
+    """``python -m sentiment.onnx_backend CHECKPOINT TARGET [ADAPTER]``: the export's child process."""
+    checkpoint, target, *rest = argv
+    try:
+        adapter = Adapter.load(Path(rest[0])) if rest else None
+        build_int8_model(Path(checkpoint), Path(target), adapter=adapter)
+    except ModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
