@@ -242,7 +242,11 @@ def load_default_scorer(
         from sentiment.onnx_backend import OnnxEncoder, ensure_int8_model
 
         encoder = OnnxEncoder(ensure_int8_model(checkpoint, adapter=adapter), max_length=max_length)
-    suffix = "" if backend == "torch" else f"+{backend}"
+    suffix = ""
+    if backend != "torch":  # the export scheme is part of the model: a new scheme means rescoring
+        from sentiment.onnx_backend import EXPORT_SCHEME
+
+        suffix = f"+{EXPORT_SCHEME}"
     kind = "adapter" if adapter is not None else "head"
     version = f"{checkpoint.name}+{kind}-{file_digest(model_file)}{suffix}"
     return EncoderHeadScorer(encoder, head, model_id=DEFAULT_MODEL_ID, model_version=version, batch_size=batch_size)

@@ -172,6 +172,7 @@ def test_eval_card__names_the_default_cpu_runtime_and_the_layers_it_kept(
     model_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from kulak.cli import main
+    from sentiment.onnx_backend import EXPORT_SCHEME
 
     labelled = tmp_path / "tiny_test.tsv"
     labelled.write_text(
@@ -181,7 +182,7 @@ def test_eval_card__names_the_default_cpu_runtime_and_the_layers_it_kept(
     card = tmp_path / "card.md"
     assert main(["--data-dir", str(model_cache.parent), "eval", str(labelled), "--card", str(card)]) == 0
     text = card.read_text(encoding="utf-8")
-    assert "+onnx-int8)`" in text, "on CPU the default backend is int8"
+    assert f"+{EXPORT_SCHEME})`" in text, "on CPU the default backend is int8; the version names the export"
     assert f"kulak eval --card {card}" in text
     assert "Runtime of the figures above: ONNX Runtime on CPU, int8 weights" in text
     assert "`encoder.layer." in text.split("Runtime of the figures above")[1], "the fp32 layers are named"
