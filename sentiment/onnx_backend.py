@@ -169,14 +169,17 @@ def build_int8_model(checkpoint: Path, target: Path, *, adapter: Adapter | None)
             del encoder  # the quantizer holds its own copies of the weights: free the torch ones first
             gc.collect()
             bar.update(1)
-            nodes = {n.name for n in onnx.load(str(tmp / "fp32.onnx"), load_external_data=False).graph.node}
             exclude = [_onnx_node(name) for name in fp32]
-            missing = [n for n in exclude if n not in nodes]
-            if missing:  # a transformers or torch upgrade renamed the graph: say so rather than guess
+            _quantize(tmp / "fp32.onnx", tmp / "model.onnx", exclude=exclude)
+            # The quantizer skips unknown names silently; check on its (smaller) output that the
+            # chosen layers really stayed fp32, in case a torch or transformers upgrade renamed them.
+            graph = onnx.load(str(tmp / "model.onnx"), load_external_data=False).graph
+            kept = {n.name for n in graph.node if n.op_type == "MatMul"}
+            missing = [n for n in exclude if n not in kept]
+            if missing:
                 raise ModelError(
                     f"ONNX export has no node {missing[0]!r}; set model.backend = 'torch' and report this."
                 )
-            _quantize(tmp / "fp32.onnx", tmp / "model.onnx", exclude=exclude)
             bar.update(1)
             (tmp / "fp32.onnx").unlink()
             tokenizer.save_pretrained(tmp)
