@@ -153,6 +153,12 @@ def test_onnx_int8__embeddings_stay_close_to_torch(model_cache: Path) -> None:
     assert probs[0][sure].argmax(axis=1).tolist() == probs[1][sure].argmax(axis=1).tolist()
     export = json.loads((int8_dir / "export.json").read_text(encoding="utf-8"))
     assert len(export["fp32_layers"]) == 5 and all(r > 20 for r in export["fp32_layers"].values())
+    # Batches run in parallel threads; each text still gets its own batch's result, in place.
+    parallel = OnnxEncoder(int8_dir, workers=3).embed(TEXTS, batch_size=2)
+    serial = OnnxEncoder(int8_dir, workers=1).embed(TEXTS, batch_size=2)
+    assert np.array_equal(parallel, serial)
+    # int8 activation scales are per batch, so other batches move embeddings a little; not far.
+    assert float((ours * parallel).sum(axis=1).min()) > 0.98
 
 
 def test_bench_int8__compares_int8_with_fp32(model_cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
