@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -31,17 +31,19 @@ from sentiment.finetune import Adapter
 
 log = logging.getLogger(__name__)
 
-# Texts whose activations pick the layers kept in fp32: kulak's own synthetic demo posts (English,
-# Turkish, Hungarian), so the export needs no data beyond the package.
+# Calibration texts: kulak's own synthetic demo posts (English, Turkish, Hungarian), so the export
+# needs no data beyond the package.
 CALIBRATION_TEXTS = Path(__file__).parent / "assets" / "calibration.txt"
-# The linear layers kept in fp32: those whose input has the widest range for its spread (max/RMS)
-# on the calibration texts. int8 activations get one scale per tensor, and in multilingual-e5-small
-# single channels of some FFN down-projections reach 10-50x the others' range. Chosen on the
-# validation files: keeping 5 layers in fp32 lost nothing there (mean macro-recall +0.25 points
-# over TweetEval and the 8 XLM-T validation sets) where quantizing all lost 1.44, for about 5% of
-# the speed (docs/benchmarks.md).
-FP32_LAYERS = 5
-EXPORT_SCHEME = f"onnx-int8-pc-rr-fp{FP32_LAYERS}"
+# int8 activations get one scale per tensor, and in multilingual-e5-small one input channel of
+# several FFN down-projections reaches 10-50x the range of the other 1535 (layer 4: 68.5 against
+# at most 5.2), so quantizing them as they are crushes the rest (mean macro-recall -1.44 points
+# over the validation files). The export computes those channels in fp32 beside the int8 product:
+# a channel is an outlier when its largest value on the calibration texts is over OUTLIER_FACTOR
+# times its layer's 99th percentile; at most MAX_OUTLIERS per layer. On validation this lost nothing
+# against fp32 (+0.02 points) at the speed of quantizing everything (docs/benchmarks.md).
+OUTLIER_FACTOR = 2.0
+MAX_OUTLIERS = 4
+EXPORT_SCHEME = "onnx-int8-pc-rr-oc"
 
 INSTALL_HINT = (
     "The ONNX backend needs onnx and onnxruntime (kulak's dependencies; reinstall with pip install -e .), "
@@ -66,50 +68,89 @@ def _pooled_module(model: Any) -> Any:
     return Pooled(model).eval()
 
 
-def widest_inputs(model: Any, tokenizer: Any, texts: Sequence[str], *, count: int) -> dict[str, float]:
-    """The ``count`` linear layers of ``model`` whose inputs have the largest max/RMS on ``texts``.
+def outlier_channels(model: Any, batches: Iterable[TokenBatch]) -> dict[int, dict[int, float]]:
+    """The FFN down-projection input channels of ``model`` (a BertModel) with outlier ranges on ``batches``.
 
-    Returns module name -> ratio, largest first.
+    Returns encoder layer index -> {channel: largest absolute value}, largest first.
     """
     import torch
 
-    from sentiment.batching import token_batches
+    peak: dict[int, torch.Tensor] = {}
 
-    peak: dict[str, float] = {}
-    square: dict[str, list[float]] = {}
-
-    def record(name: str) -> Any:
+    def record(index: int) -> Any:
         def hook(module: Any, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-            x = inputs[0]
-            peak[name] = max(peak.get(name, 0.0), float(x.abs().max()))
-            square.setdefault(name, []).append(float(x.pow(2).mean()))
+            values = inputs[0].reshape(-1, inputs[0].shape[-1]).abs().amax(0)
+            peak[index] = torch.maximum(peak[index], values) if index in peak else values
 
         return hook
 
-    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
-    hooks = [m.register_forward_hook(record(n)) for n, m in linears]
+    layers = model.encoder.layer
+    hooks = [layer.output.dense.register_forward_hook(record(i)) for i, layer in enumerate(layers)]
     try:
         with torch.inference_mode():
-            for batch in token_batches(tokenizer, texts, batch_size=32, max_length=128, prefix="query: "):
+            for batch in batches:
                 ids, mask = (torch.from_numpy(a) for a in (batch.input_ids, batch.attention_mask))
                 model(input_ids=ids, attention_mask=mask)
     finally:
         for h in hooks:
             h.remove()
-    ratio = {n: peak[n] / float(np.sqrt(np.mean(square[n]))) for n in peak}
-    return dict(sorted(ratio.items(), key=lambda kv: kv[1], reverse=True)[:count])
+    found: dict[int, dict[int, float]] = {}
+    for index, values in sorted(peak.items()):
+        threshold = OUTLIER_FACTOR * float(torch.quantile(values, 0.99))
+        channels = torch.nonzero(values > threshold).flatten().tolist()
+        channels = sorted(channels, key=lambda c: -float(values[c]))[:MAX_OUTLIERS]
+        if channels:
+            found[index] = {c: round(float(values[c]), 1) for c in channels}
+    return found
 
 
-def _onnx_node(module_name: str) -> str:
-    """The MatMul node ``torch.onnx.export`` names after a Linear inside ``_pooled_module``."""
-    scope = module_name.split(".")
-    parts: list[str] = []
-    for part in scope:  # "layer", "4" -> "layer.4": indices stay with their container
-        if part.isdigit() and parts:
-            parts[-1] += f".{part}"
-        else:
-            parts.append(part)
-    return "/inner/" + "/".join(parts) + "/MatMul"
+def split_outlier_channels(model: Any, found: dict[int, dict[int, float]]) -> None:
+    """Take each channel in ``found`` out of its FFN's two linear layers into an fp32 side path.
+
+    In place; the model computes the same function. The quantizer only quantizes MatMul nodes, and
+    the side path is elementwise products and sums, so it stays fp32 while the down-projection's
+    int8 input no longer holds the outliers.
+    """
+    import torch
+
+    class OutlierOutput(torch.nn.Module):
+        """A BertOutput whose ``dense`` lacks some input channels, added back from ``w_in``/``w_out``."""
+
+        w_in: torch.Tensor
+        b_in: torch.Tensor
+        w_out: torch.Tensor
+
+        def __init__(self, output: Any, act: Any, w_in: torch.Tensor, b_in: torch.Tensor, w_out: torch.Tensor):
+            super().__init__()
+            self.dense, self.LayerNorm, self.dropout, self.act = output.dense, output.LayerNorm, output.dropout, act
+            self.register_buffer("w_in", w_in)  # (channels, hidden): the rows taken from the up-projection
+            self.register_buffer("b_in", b_in)
+            self.register_buffer("w_out", w_out)  # (channels, hidden): the columns taken from dense
+
+        def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
+            y = self.dense(hidden_states)
+            for c in range(self.w_in.shape[0]):
+                z = self.act((input_tensor * self.w_in[c]).sum(-1, keepdim=True) + self.b_in[c])
+                y = y + z * self.w_out[c]
+            return self.LayerNorm(self.dropout(y) + input_tensor)  # type: ignore[no-any-return]
+
+    def linear(weight: torch.Tensor, bias: torch.Tensor) -> torch.nn.Linear:
+        layer = torch.nn.Linear(weight.shape[1], weight.shape[0])
+        layer.weight.copy_(weight)
+        layer.bias.copy_(bias)
+        return layer
+
+    with torch.no_grad():
+        for index, channels in found.items():
+            layer = model.encoder.layer[index]
+            up, down = layer.intermediate.dense, layer.output.dense
+            out = torch.tensor(sorted(channels))
+            keep = torch.ones(up.out_features, dtype=torch.bool)
+            keep[out] = False
+            side = up.weight[out].clone(), up.bias[out].clone(), down.weight[:, out].T.clone()
+            layer.intermediate.dense = linear(up.weight[keep], up.bias[keep])
+            layer.output.dense = linear(down.weight[:, keep], down.bias)
+            layer.output = OutlierOutput(layer.output, layer.intermediate.intermediate_act_fn, *side)
 
 
 def ensure_int8_model(checkpoint: Path, *, adapter: Adapter | None = None) -> Path:
@@ -147,7 +188,7 @@ def ensure_int8_model(checkpoint: Path, *, adapter: Adapter | None = None) -> Pa
 def build_int8_model(checkpoint: Path, target: Path, *, adapter: Adapter | None) -> None:
     """The export behind :func:`ensure_int8_model`: calibrate, export, quantize into ``target``."""
     try:
-        import onnx
+        import onnx  # noqa: F401  (torch.onnx.export needs it)
         from transformers import AutoModel, AutoTokenizer
     except ImportError as exc:
         raise ModelError(f"{INSTALL_HINT} ({exc})") from None
@@ -164,29 +205,41 @@ def build_int8_model(checkpoint: Path, target: Path, *, adapter: Adapter | None)
         if adapter is not None:
             adapter.merge_into(encoder)
         calibration = CALIBRATION_TEXTS.read_text(encoding="utf-8").splitlines()
-        fp32 = widest_inputs(encoder, tokenizer, calibration, count=FP32_LAYERS)
+        batches = token_batches(tokenizer, calibration, batch_size=32, max_length=128, prefix="query: ")
+        found = outlier_channels(encoder, batches)
+        pooled = _pooled_module(encoder)
+        before = _embed(pooled, batches[-1])
+        split_outlier_channels(encoder, found)
+        # The split must not change what the model computes (a transformers upgrade could change
+        # how its layers are wired); checked in fp32, before anything is quantized.
+        cosine = float((before * _embed(pooled, batches[-1])).sum(-1).min())
+        if cosine < 0.9999:
+            raise ModelError(
+                f"Preparing the int8 export changed the encoder's output (cosine {cosine:.4f}); "
+                "set model.backend = 'torch' and report this."
+            )
         bar.update(1)
         with building(target) as tmp:
-            _export(_pooled_module(encoder), tokenizer, tmp / "fp32.onnx")
-            del encoder  # the quantizer holds its own copies of the weights: free the torch ones first
+            _export(pooled, tokenizer, tmp / "fp32.onnx")
+            del encoder, pooled  # the quantizer holds its own copies of the weights: free the torch ones first
             gc.collect()
             bar.update(1)
-            exclude = [_onnx_node(name) for name in fp32]
-            _quantize(tmp / "fp32.onnx", tmp / "model.onnx", exclude=exclude)
-            # The quantizer skips unknown names silently; check on its (smaller) output that the
-            # chosen layers really stayed fp32, in case a torch or transformers upgrade renamed them.
-            graph = onnx.load(str(tmp / "model.onnx"), load_external_data=False).graph
-            kept = {n.name for n in graph.node if n.op_type == "MatMul"}
-            missing = [n for n in exclude if n not in kept]
-            if missing:
-                raise ModelError(
-                    f"ONNX export has no node {missing[0]!r}; set model.backend = 'torch' and report this."
-                )
+            _quantize(tmp / "fp32.onnx", tmp / "model.onnx")
             bar.update(1)
             (tmp / "fp32.onnx").unlink()
             tokenizer.save_pretrained(tmp)
-            meta = {"scheme": EXPORT_SCHEME, "fp32_layers": {n: round(r, 1) for n, r in fp32.items()}}
+            channels = {
+                f"encoder.layer.{i}.output.dense": {str(c): v for c, v in chans.items()} for i, chans in found.items()
+            }
+            meta = {"scheme": EXPORT_SCHEME, "outlier_channels": channels}
             (tmp / "export.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+
+def _embed(pooled: Any, batch: TokenBatch) -> Any:
+    import torch
+
+    with torch.inference_mode():
+        return pooled(torch.from_numpy(batch.input_ids), torch.from_numpy(batch.attention_mask))
 
 
 def _export(model: Any, tokenizer: Any, path: Path) -> None:
@@ -210,7 +263,7 @@ def _export(model: Any, tokenizer: Any, path: Path) -> None:
         )
 
 
-def _quantize(source: Path, target: Path, *, exclude: list[str]) -> None:
+def _quantize(source: Path, target: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     root = logging.getLogger()
@@ -228,7 +281,6 @@ def _quantize(source: Path, target: Path, *, exclude: list[str]) -> None:
             weight_type=QuantType.QInt8,
             per_channel=True,
             reduce_range=True,
-            nodes_to_exclude=exclude,
         )
     finally:
         root.setLevel(level)
@@ -252,24 +304,23 @@ class OnnxEncoder:
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(
-            str(directory / "model.onnx"), options, providers=["CPUExecutionProvider"]
-        )
+        self.session = ort.InferenceSession(str(directory / "model.onnx"), options, providers=["CPUExecutionProvider"])
         self.tokenizer = AutoTokenizer.from_pretrained(str(directory))
         self.prefix, self.max_length = prefix, max_length
         self.dim = int(self.session.get_outputs()[0].shape[-1])
         export = directory / "export.json"
-        self.fp32_layers = (
-            list(json.loads(export.read_text(encoding="utf-8"))["fp32_layers"]) if export.exists() else []
-        )
+        meta = json.loads(export.read_text(encoding="utf-8")) if export.exists() else {}
+        self.outlier_channels: dict[str, dict[str, float]] = meta.get("outlier_channels", {})
 
     @property
     def runtime(self) -> str:
         """How the encoder runs, for the model card."""
-        kept = ", ".join(f"`{n}`" for n in self.fp32_layers) or "none"
+        count = sum(len(c) for c in self.outlier_channels.values())
+        layers = ", ".join(n.split(".")[2] for n in self.outlier_channels) or "none"
         return (
             "ONNX Runtime on CPU, int8 weights (per output channel, 7 bits) and int8 activations (one scale per "
-            f"tensor and batch); kept in fp32 for their activation outliers: {kept}"
+            f"tensor and batch); {count} activation channels with outlier ranges computed in fp32 beside the "
+            f"int8 products (FFN down-projections of layers {layers})"
         )
 
     def embed(self, texts: Sequence[str], *, batch_size: int = 32) -> np.ndarray:

@@ -140,19 +140,23 @@ def test_onnx_int8__embeddings_stay_close_to_torch(model_cache: Path) -> None:
     assert adapter.digest in int8_dir.name, "a retrained adapter gets its own export"
     int8 = OnnxEncoder(int8_dir).embed(TEXTS)
     # Without the adapter merged, these texts sit at cosine 0.58-0.81; per-tensor scales gave 0.95,
-    # per-channel 7-bit weights 0.969, and keeping the five outlier-heavy layers in fp32 0.990.
+    # per-channel 7-bit weights 0.969, and computing the outlier channels in fp32 0.990.
     assert float((ours * int8).sum(axis=1).min()) > 0.985
-    # The head's probabilities move by less than 0.15 (0.124 at most here), and no label the fp32
-    # model is sure of (top probability 0.7 or more) changes. Near-ties may flip: "tab and newline"
-    # sits at neutral 0.59 / positive 0.36 in fp32 and 0.46 / 0.46 in int8. The macro-recall cost
-    # on the TweetEval test set (0.3 points) is measured in docs/benchmarks.md.
+    # No label the fp32 model is sure of (top probability 0.7 or more) changes, and those texts'
+    # probabilities move by less than 0.1. Near-ties may flip and move further: "x" sits
+    # at negative 0.30 / neutral 0.53 in fp32 and 0.50 / 0.38 in int8 (over 2,000 TweetEval
+    # validation tweets the largest change is 0.30, `kulak bench int8`). The macro-recall cost on
+    # the TweetEval test set is measured in docs/benchmarks.md.
     probs = adapter.head.probabilities(ours), adapter.head.probabilities(int8)
-    assert float(np.abs(probs[0] - probs[1]).max()) < 0.15
+    change = np.abs(probs[0] - probs[1]).max(axis=1)
     sure = probs[0].max(axis=1) >= 0.7
+    assert float(change[sure].max()) < 0.1 and float(change.max()) < 0.3
     assert sure.sum() >= 7, "the check covers most of the texts"
     assert probs[0][sure].argmax(axis=1).tolist() == probs[1][sure].argmax(axis=1).tolist()
     export = json.loads((int8_dir / "export.json").read_text(encoding="utf-8"))
-    assert len(export["fp32_layers"]) == 5 and all(r > 20 for r in export["fp32_layers"].values())
+    # e5-small has one input channel 10-70x wider than the rest in several FFN down-projections.
+    widest = [max(channels.values()) for channels in export["outlier_channels"].values()]
+    assert len(widest) >= 5 and sum(w > 20 for w in widest) >= 3
     # Batches run in parallel threads; each text still gets its own batch's result, in place.
     parallel = OnnxEncoder(int8_dir, workers=3).embed(TEXTS, batch_size=2)
     serial = OnnxEncoder(int8_dir, workers=1).embed(TEXTS, batch_size=2)

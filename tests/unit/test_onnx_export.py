@@ -2,11 +2,14 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from kulak.errors import ModelError
-from sentiment.onnx_backend import EXPORT_SCHEME, ensure_int8_model
+from sentiment.batching import TokenBatch
+from sentiment.onnx_backend import EXPORT_SCHEME, ensure_int8_model, outlier_channels, split_outlier_channels
 
 
 def test_ensure_int8_model__a_failed_export_is_reported_and_leaves_no_model(tmp_path: Path) -> None:
@@ -28,3 +31,50 @@ def test_ensure_int8_model__an_export_killed_for_memory_says_what_to_do(
     monkeypatch.setattr(subprocess, "run", killed)
     with pytest.raises(ModelError, match=r"lack of memory \(it needs about 3.2 GB once\).*model.backend = 'torch'"):
         ensure_int8_model(tmp_path / "checkpoint")
+
+
+def tiny_bert_with_an_outlier(channel: int) -> Any:
+    """A 2-layer random BertModel whose layer 1 FFN has one intermediate channel ~40x the others."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    model = BertModel(config, add_pooling_layer=False).eval()
+    with torch.no_grad():
+        model.encoder.layer[1].intermediate.dense.weight[channel] *= 40.0
+        model.encoder.layer[1].intermediate.dense.bias[channel] = 5.0
+    return model
+
+
+def random_batches(count: int) -> list[TokenBatch]:
+    rng = np.random.default_rng(1)
+    batches = []
+    for b in range(count):
+        ids = rng.integers(2, 50, size=(4, 6 + b))
+        mask = np.ones_like(ids)
+        mask[0, -2:] = 0  # some padding, as real batches have
+        batches.append(TokenBatch(list(range(4 * b, 4 * b + 4)), ids, mask))
+    return batches
+
+
+def test_outlier_channels__finds_the_one_wide_channel_and_the_split_keeps_the_output() -> None:
+    import torch
+
+    model = tiny_bert_with_an_outlier(channel=17)
+    batches = random_batches(3)
+    found = outlier_channels(model, batches)
+    assert list(found) == [1] and list(found[1]) == [17], "only the amplified channel is an outlier"
+    assert found[1][17] > 5
+
+    def run() -> torch.Tensor:
+        with torch.inference_mode():
+            ids, mask = (torch.from_numpy(a) for a in (batches[1].input_ids, batches[1].attention_mask))
+            out: torch.Tensor = model(input_ids=ids, attention_mask=mask).last_hidden_state
+            return out
+
+    before = run()
+    split_outlier_channels(model, found)
+    assert model.encoder.layer[1].output.dense.in_features == 63, "the channel left the int8-bound product"
+    assert model.encoder.layer[0].output.dense.in_features == 64, "other layers are untouched"
+    torch.testing.assert_close(run(), before, atol=1e-5, rtol=1e-4)
