@@ -2,7 +2,9 @@
 ``kulak bench int8``: how far the int8 path drifts from fp32 on the same corpus.
 
 Each path runs in its own process so its peak RSS is its own. Model loading is not timed;
-the first batch is a warm-up and is not timed either.
+the first batch is a warm-up and is not timed either. With ``--rounds N`` the paths run N times,
+in turn, and the median speed is reported beside the slowest and fastest round: on a shared
+2-core machine one round can be 10-20% off.
 """
 
 from __future__ import annotations
@@ -28,14 +30,24 @@ PATH_HELP = {
 
 @dataclass(frozen=True)
 class BenchResult:
+    """One path's figures; over several rounds, the median time and the largest peak RSS."""
+
     path: str
     texts: int
     seconds: float
     peak_rss_mb: float
+    round_seconds: tuple[float, ...] = ()
 
     @property
     def texts_per_second(self) -> float:
         return self.texts / self.seconds if self.seconds else 0.0
+
+    @property
+    def rate_range(self) -> tuple[float, float] | None:
+        """Slowest and fastest round in texts/s, when there was more than one round."""
+        if len(self.round_seconds) < 2:
+            return None
+        return self.texts / max(self.round_seconds), self.texts / min(self.round_seconds)
 
 
 def demo_corpus(limit: int) -> list[str]:
@@ -92,33 +104,43 @@ def worker(argv: Sequence[str]) -> None:
     print(json.dumps({"path": path, "texts": len(texts), "seconds": seconds, "peak_rss_mb": peak}))
 
 
-def run_bench(texts: list[str], *, paths: Sequence[str], cache_dir: Path, workdir: Path) -> list[BenchResult]:
-    """Run each path in a fresh process on the same texts."""
+def run_bench(
+    texts: list[str], *, paths: Sequence[str], cache_dir: Path, workdir: Path, rounds: int = 1
+) -> list[BenchResult]:
+    """Run each path in a fresh process on the same texts, ``rounds`` times in turn."""
     corpus = workdir / "bench-corpus.json"
     corpus.write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
-    results = []
-    for path in paths:
-        proc = subprocess.run(
-            [sys.executable, "-m", "kulak.bench", path, str(corpus), str(cache_dir)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode != 0:
-            tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
-            raise RuntimeError(f"bench path {path!r} failed: {tail[0]}")
-        data = json.loads(proc.stdout.strip().splitlines()[-1])
-        results.append(BenchResult(data["path"], data["texts"], data["seconds"], data["peak_rss_mb"]))
-    return results
+    seconds: dict[str, list[float]] = {p: [] for p in paths}
+    peaks: dict[str, list[float]] = {p: [] for p in paths}
+    for _ in range(rounds):
+        for path in paths:
+            proc = subprocess.run(
+                [sys.executable, "-m", "kulak.bench", path, str(corpus), str(cache_dir)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if proc.returncode != 0:
+                tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
+                raise RuntimeError(f"bench path {path!r} failed: {tail[0]}")
+            data = json.loads(proc.stdout.strip().splitlines()[-1])
+            seconds[path].append(data["seconds"])
+            peaks[path].append(data["peak_rss_mb"])
+    return [BenchResult(p, len(texts), float(np.median(seconds[p])), max(peaks[p]), tuple(seconds[p])) for p in paths]
 
 
 def render(results: Sequence[BenchResult]) -> str:
     """A Markdown table with the speed-up over the pipeline default."""
     base = next((r.texts_per_second for r in results if r.path == "pipeline"), None)
-    lines = ["| path | texts | texts/s | vs pipeline | peak RSS (MB) |", "|---|---|---|---|---|"]
+    rounds = max(len(r.round_seconds) for r in results) if results else 0
+    speed = "texts/s" if rounds < 2 else f"texts/s, median of {rounds} (slowest–fastest)"
+    lines = [f"| path | texts | {speed} | vs pipeline | peak RSS (MB) |", "|---|---|---|---|---|"]
     for r in results:
         ratio = f"{r.texts_per_second / base:.1f}×" if base else "–"
-        lines.append(f"| {r.path} | {r.texts} | {r.texts_per_second:.1f} | {ratio} | {r.peak_rss_mb:.0f} |")
+        rate = f"{r.texts_per_second:.1f}"
+        if r.rate_range:
+            rate += f" ({r.rate_range[0]:.1f}–{r.rate_range[1]:.1f})"
+        lines.append(f"| {r.path} | {r.texts} | {rate} | {ratio} | {r.peak_rss_mb:.0f} |")
     return "\n".join(lines)
 
 

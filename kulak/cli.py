@@ -116,6 +116,9 @@ def _parser() -> argparse.ArgumentParser:
     bscore.add_argument("--file", type=Path, help="TSV/CSV/JSONL with a text column (default: demo posts)")
     bscore.add_argument("--limit", type=int, default=1000, help="texts to score (default 1000)")
     bscore.add_argument("--paths", default=",".join(("pipeline", "torch", "onnx-int8")), help="comma-separated")
+    bscore.add_argument(
+        "--rounds", type=int, default=1, help="run the paths this many times in turn; report the median (default 1)"
+    )
     bint8 = bsub.add_parser("int8", help="how far the ONNX int8 path's embeddings and labels sit from fp32")
     bint8.add_argument("--file", type=Path, help="TSV/CSV/JSONL with a text column (default: demo posts)")
     bint8.add_argument("--limit", type=int, default=1000, help="texts to compare (default 1000)")
@@ -423,10 +426,12 @@ def cmd_bench(cfg: Config, args: argparse.Namespace) -> int:
     unknown = [p for p in paths if p not in PATH_HELP]
     if unknown:
         raise ConfigError(f"unknown bench path {unknown[0]!r}; choose from {', '.join(PATH_HELP)}.")
+    if args.rounds < 1:
+        raise ConfigError(f"--rounds must be at least 1, got {args.rounds}.")
     ensure_e5_checkpoint(cache_dir)
     print(f"corpus: {len(texts)} texts from {args.file or 'the demo source'}; {os.cpu_count()} CPU cores", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        results = run_bench(texts, paths=paths, cache_dir=cache_dir, workdir=Path(tmp))
+        results = run_bench(texts, paths=paths, cache_dir=cache_dir, workdir=Path(tmp), rounds=args.rounds)
     print(render(results))
     for p in paths:
         print(f"  {p}: {PATH_HELP[p]}")
