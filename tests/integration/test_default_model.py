@@ -6,6 +6,7 @@ Marked slow (about a minute); CI runs it.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -178,7 +179,7 @@ def test_bench_int8__compares_int8_with_fp32(model_cache: Path, capsys: pytest.C
     assert 0.0 < float(rows["largest class-probability change"]) < 0.5
 
 
-def test_eval_card__names_the_default_cpu_runtime_and_the_layers_it_kept(
+def test_eval_card__names_the_default_cpu_runtime_and_its_fp32_outlier_channels(
     model_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from kulak.cli import main
@@ -195,5 +196,7 @@ def test_eval_card__names_the_default_cpu_runtime_and_the_layers_it_kept(
     assert f"+{EXPORT_SCHEME})`" in text, "on CPU the default backend is int8; the version names the export"
     assert f"kulak eval --card {card}" in text
     assert "Runtime of the figures above: ONNX Runtime on CPU, int8 weights" in text
-    assert "`encoder.layer." in text.split("Runtime of the figures above")[1], "the fp32 layers are named"
+    runtime = text.split("Runtime of the figures above")[1]
+    assert re.search(r"; \d+ activation channels with outlier ranges computed in fp32", runtime)
+    assert "(FFN down-projections of layers 0, 1, 2, 4," in runtime, "the layers that have them are named"
     assert "| tiny_test.tsv (binary: negative vs positive) | 2 | 1.000 |" in text
