@@ -46,6 +46,8 @@ OUTLIER_FACTOR = 2.0
 MAX_OUTLIERS = 4
 EXPORT_SCHEME = "onnx-int8-pc-rr-oc-eager"
 
+MAX_WORKERS = 8  # batches scored at once by the int8 path
+
 INSTALL_HINT = (
     "The ONNX backend needs onnx and onnxruntime (kulak's dependencies; reinstall with pip install -e .), "
     "or set model.backend = 'torch'."
@@ -302,12 +304,14 @@ class OnnxEncoder:
             from transformers import AutoTokenizer
         except ImportError as exc:
             raise ModelError(f"{INSTALL_HINT} ({exc})") from None
-        # One batch per core, each on one thread: tweet-sized matrix products split poorly across
-        # cores, and whole batches in parallel ran 5-8% faster on 2 cores (docs/benchmarks.md).
-        # onnxruntime sessions are safe to run from several threads and release the GIL.
-        self.workers = workers or usable_cores()
+        # Whole batches in parallel, one core each: tweet-sized matrix products split poorly across
+        # cores, and this ran 5-8% faster on 2 cores (docs/benchmarks.md). onnxruntime sessions are
+        # safe to run from several threads and release the GIL. At most MAX_WORKERS batches are in
+        # flight (each holds its activations); on bigger machines each gets several cores.
+        cores = usable_cores()
+        self.workers = workers or min(cores, MAX_WORKERS)
         options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
+        options.intra_op_num_threads = max(1, cores // self.workers)
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(directory / "model.onnx"), options, providers=["CPUExecutionProvider"])
         self.tokenizer = AutoTokenizer.from_pretrained(str(directory))
