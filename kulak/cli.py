@@ -104,6 +104,11 @@ def _parser() -> argparse.ArgumentParser:
         help=f"fine-tuning epochs over the training mix (default {defaults.epochs})",
     )
     tr.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted --finetune after its last finished epoch (same options as before)",
+    )
+    tr.add_argument(
         "--top-layers",
         type=int,
         default=defaults.top_layers,
@@ -335,6 +340,8 @@ def cmd_train(cfg: Config, args: argparse.Namespace) -> int:
     from sentiment.scorer import BUNDLED_HEAD
     from sentiment.train import TrainSettings, default_train_files, default_val_files, train_sentiment
 
+    if args.resume and not args.finetune:
+        raise ConfigError("--resume continues an interrupted fine-tune; use it with --finetune.")
     root: Path = args.data_root
     train_files, val_files = default_train_files(root) + list(args.extra), default_val_files(root)
     missing = [str(p) for p in train_files + val_files if not p.is_file()]
@@ -392,6 +399,7 @@ def _finetune(cfg: Config, args: argparse.Namespace, checkpoint: Path, train: li
         encoder_tag=checkpoint.name,
         settings=settings,
         checkpoint_path=cfg.data_dir / "cache" / "finetune" / "adapter.npz",  # one file per epoch, to compare
+        resume=args.resume,
     )
     out = args.output or BUNDLED_ADAPTER
     adapter.save(out)

@@ -316,9 +316,19 @@ def finetune(
     encoder_tag: str,
     settings: FinetuneSettings = FinetuneSettings(),
     checkpoint_path: Path | None = None,
+    resume: bool = False,
 ) -> tuple[Adapter, dict[str, float]]:
-    """Train LoRA adapters + head; keep the epoch with the best mean validation macro-recall."""
+    """Train LoRA adapters + head; keep the epoch with the best mean validation macro-recall.
+
+    With ``checkpoint_path``, each epoch's adapter is saved beside it (``.epochN.npz``) and so is
+    the whole training state (``.state.pt``: adapters, head, optimizer, schedule, random
+    generators). ``resume`` continues from that state after the last finished epoch, exactly as
+    an uninterrupted run would have gone on, provided the settings and data are the same.
+    """
     import torch
+
+    if resume and checkpoint_path is None:
+        raise ModelError("Resuming a fine-tune needs a checkpoint path to resume from.")
 
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
@@ -415,11 +425,23 @@ def finetune(
         return out
 
     best: tuple[float, Adapter, dict[str, float]] | None = None
-    baseline = validate()
-    log.info(
-        "before fine-tuning: mean validation macro-recall %.4f %s", float(np.mean(list(baseline.values()))), baseline
-    )
-    for epoch in range(settings.epochs):
+    fingerprint = _fingerprint(encoder_tag, settings, names, labels, [(name, y) for name, _, y in val])
+    state_path = checkpoint_path.with_suffix(".state.pt") if checkpoint_path is not None else None
+    first = 0
+    if resume and state_path is not None:
+        first, best_epoch = _load_state(state_path, fingerprint, lora, net, opt, sched, rng)
+        best_adapter = Adapter.load(checkpoint_path.with_suffix(f".epoch{best_epoch}.npz"))  # type: ignore[union-attr]
+        best_scores = best_adapter.meta["validation_macro_recall"]
+        best = (float(np.mean(list(best_scores.values()))), best_adapter, best_scores)
+        log.info("resuming after epoch %d of %d (best so far: epoch %d)", first, settings.epochs, best_epoch)
+    else:
+        baseline = validate()
+        log.info(
+            "before fine-tuning: mean validation macro-recall %.4f %s",
+            float(np.mean(list(baseline.values()))),
+            baseline,
+        )
+    for epoch in range(first, settings.epochs):
         net.train()
         batches = _bucketed(lengths, rng.permutation(len(pairs)), settings.batch_size, rng)
         bar = progress(batches, desc=f"fine-tuning epoch {epoch + 1}/{settings.epochs}", unit="batch")
@@ -450,9 +472,75 @@ def finetune(
             "validation_macro_recall": per_file,
         }
         adapter = Adapter(arrays=lora.arrays(), scale=lora.scale, head=_head_from_module(net), meta=meta)
-        if checkpoint_path is not None:
-            adapter.save(checkpoint_path.with_suffix(f".epoch{epoch + 1}.npz"))
         if best is None or mean > best[0]:
             best = (mean, adapter, per_file)
-    assert best is not None
+        if checkpoint_path is not None and state_path is not None:
+            adapter.save(checkpoint_path.with_suffix(f".epoch{epoch + 1}.npz"))
+            _save_state(state_path, fingerprint, epoch + 1, int(best[1].meta["epoch"]), lora, net, opt, sched, rng)
+    if best is None:
+        raise ModelError("Fine-tuning needs at least one epoch.")
     return best[1], best[2]
+
+
+def _fingerprint(
+    encoder_tag: str,
+    settings: FinetuneSettings,
+    names: Sequence[str],
+    labels: Sequence[np.ndarray],
+    val: Sequence[tuple[str, np.ndarray]],
+) -> str:
+    """What a saved training state must match to be resumed: encoder, settings, files and labels."""
+    digest = hashlib.sha256(json.dumps([encoder_tag, asdict(settings), list(names)], sort_keys=True).encode())
+    for y in [*labels, *(y for _, y in val)]:
+        digest.update(np.ascontiguousarray(y, dtype=np.int64).tobytes() + b"|")
+    digest.update(json.dumps([name for name, _ in val]).encode())
+    return digest.hexdigest()
+
+
+def _save_state(
+    path: Path, fingerprint: str, epoch: int, best_epoch: int, lora: Any, net: Any, opt: Any, sched: Any, rng: Any
+) -> None:
+    import torch
+
+    state = {
+        "fingerprint": fingerprint,
+        "epoch": epoch,
+        "best_epoch": best_epoch,
+        "lora": {k: p.detach().clone() for k, p in lora.params.items()},
+        "net": net.state_dict(),
+        "opt": opt.state_dict(),
+        "sched": sched.state_dict(),
+        "numpy_rng": rng.bit_generator.state,
+        "torch_rng": torch.get_rng_state(),
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)  # a run killed while saving keeps the previous epoch's state
+
+
+def _load_state(path: Path, fingerprint: str, lora: Any, net: Any, opt: Any, sched: Any, rng: Any) -> tuple[int, int]:
+    """Restore the state saved by :func:`_save_state`; returns (epochs done, best epoch)."""
+    import torch
+
+    if not path.exists():
+        raise ModelError(f"No saved fine-tune to resume at {path}; run without --resume to start one.")
+    try:
+        state = torch.load(path, weights_only=False)
+    except Exception as exc:  # a truncated or foreign file
+        raise ModelError(
+            f"Cannot read the saved fine-tune {path} ({exc}); run without --resume to start over."
+        ) from None
+    if state.get("fingerprint") != fingerprint:
+        raise ModelError(
+            f"The saved fine-tune at {path} was started with other settings or data (epochs, layers, files); "
+            "resume with the same options, or run without --resume to start over."
+        )
+    with torch.no_grad():
+        for k, p in lora.params.items():
+            p.copy_(state["lora"][k])
+    net.load_state_dict(state["net"])
+    opt.load_state_dict(state["opt"])
+    sched.load_state_dict(state["sched"])
+    rng.bit_generator.state = state["numpy_rng"]
+    torch.set_rng_state(state["torch_rng"])
+    return int(state["epoch"]), int(state["best_epoch"])

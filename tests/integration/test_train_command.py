@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from kulak.cli import main
@@ -89,3 +90,12 @@ def test_train_sentiment_finetune__extra_labels_and_held_out_validation(tmp_path
     held_out = 2 + 2  # a tenth of the 18 Hungarian and 16 Turkish rows, rounded
     assert meta["train_rows"] == base_rows + extra_rows - held_out
     assert "hu_sst_train.tsv[held-out]" in meta["val_files"] and "tr_reviews_train.tsv[held-out]" in meta["val_files"]
+
+    # --resume continues from the saved training state; after the last epoch nothing is left to
+    # run and the same adapter comes out. Other settings, or no --finetune, are refused.
+    again = tmp_path / "again.npz"
+    assert main([*args, "--extra", str(extra), "--top-layers", "2", "--resume", "-o", str(again)]) == 0
+    assert all(np.array_equal(Adapter.load(again).arrays[k], v) for k, v in adapter.arrays.items())
+    assert main([*args, "--extra", str(extra), "--top-layers", "3", "--resume", "-o", str(again)]) == 2
+    plain = ["--data-dir", str(model_cache.parent), "train-sentiment", "--data-root", str(root), "--resume"]
+    assert main(plain) == 2
