@@ -425,12 +425,15 @@ def finetune(
         return out
 
     best: tuple[float, Adapter, dict[str, float]] | None = None
-    fingerprint = _fingerprint(encoder_tag, settings, names, labels, [(name, y) for name, _, y in val])
+    fingerprint = _fingerprint(encoder_tag, settings, train, val)
     state_path = checkpoint_path.with_suffix(".state.pt") if checkpoint_path is not None else None
     first = 0
     if resume and state_path is not None:
         first, best_epoch = _load_state(state_path, fingerprint, lora, net, opt, sched, rng)
-        best_adapter = Adapter.load(checkpoint_path.with_suffix(f".epoch{best_epoch}.npz"))  # type: ignore[union-attr]
+        best_path = state_path.with_suffix("").with_suffix(f".epoch{best_epoch}.npz")
+        if not best_path.exists():
+            raise ModelError(f"The saved fine-tune's best epoch so far ({best_path}) is missing; run without --resume.")
+        best_adapter = Adapter.load(best_path)
         best_scores = best_adapter.meta["validation_macro_recall"]
         best = (float(np.mean(list(best_scores.values()))), best_adapter, best_scores)
         log.info("resuming after epoch %d of %d (best so far: epoch %d)", first, settings.epochs, best_epoch)
@@ -485,15 +488,16 @@ def finetune(
 def _fingerprint(
     encoder_tag: str,
     settings: FinetuneSettings,
-    names: Sequence[str],
-    labels: Sequence[np.ndarray],
-    val: Sequence[tuple[str, np.ndarray]],
+    train: Sequence[tuple[str, list[str], np.ndarray]],
+    val: Sequence[tuple[str, list[str], np.ndarray]],
 ) -> str:
-    """What a saved training state must match to be resumed: encoder, settings, files and labels."""
-    digest = hashlib.sha256(json.dumps([encoder_tag, asdict(settings), list(names)], sort_keys=True).encode())
-    for y in [*labels, *(y for _, y in val)]:
+    """What a saved training state must match to be resumed: encoder, settings, files, texts, labels."""
+    digest = hashlib.sha256(json.dumps([encoder_tag, asdict(settings)], sort_keys=True).encode())
+    for name, texts, y in [*train, ("|val|", [], np.zeros(0)), *val]:
+        digest.update(name.encode() + b"\0")
+        for text in texts:
+            digest.update(text.encode("utf-8", "replace") + b"\0")
         digest.update(np.ascontiguousarray(y, dtype=np.int64).tobytes() + b"|")
-    digest.update(json.dumps([name for name, _ in val]).encode())
     return digest.hexdigest()
 
 
@@ -525,7 +529,7 @@ def _load_state(path: Path, fingerprint: str, lora: Any, net: Any, opt: Any, sch
     if not path.exists():
         raise ModelError(f"No saved fine-tune to resume at {path}; run without --resume to start one.")
     try:
-        state = torch.load(path, weights_only=False)
+        state = torch.load(path, weights_only=True)
     except Exception as exc:  # a truncated or foreign file
         raise ModelError(
             f"Cannot read the saved fine-tune {path} ({exc}); run without --resume to start over."
