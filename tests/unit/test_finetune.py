@@ -27,13 +27,16 @@ TEXTS = [
 LABELS = np.array([2, 2, 0, 0, 1, 1, 0, 0])
 
 
-@pytest.fixture
-def trained(tiny_model_dir: Path, tmp_path: Path) -> tuple[Adapter, dict[str, float], Path]:
-    model, tokenizer = load_base(tiny_model_dir)
+def run_tiny_finetune(
+    model_dir: Path, tmp_path: Path, *, epochs: int = 3, resume: bool = False, top_layers: int = 1
+) -> tuple[Adapter, dict[str, float]]:
+    model, tokenizer = load_base(model_dir)
     rng = np.random.default_rng(0)
     head = Head(w2=rng.normal(size=(3, 32)).astype(np.float32), b2=np.zeros(3, np.float32))
-    settings = FinetuneSettings(top_layers=1, rank=4, epochs=3, batch_size=4, max_length=16, lr=1e-2, head_lr=1e-2)
-    adapter, scores = finetune(
+    settings = FinetuneSettings(
+        top_layers=top_layers, rank=4, epochs=epochs, batch_size=4, max_length=16, lr=1e-2, head_lr=1e-2
+    )
+    return finetune(
         model,
         tokenizer,
         head,
@@ -42,7 +45,14 @@ def trained(tiny_model_dir: Path, tmp_path: Path) -> tuple[Adapter, dict[str, fl
         cache_dir=tmp_path / "cache",
         encoder_tag="tiny",
         settings=settings,
+        checkpoint_path=tmp_path / "checkpoint" / "adapter.npz",
+        resume=resume,
     )
+
+
+@pytest.fixture
+def trained(tiny_model_dir: Path, tmp_path: Path) -> tuple[Adapter, dict[str, float], Path]:
+    adapter, scores = run_tiny_finetune(tiny_model_dir, tmp_path)
     return adapter, scores, tmp_path
 
 
@@ -84,29 +94,6 @@ def test_read_model_file__a_plain_head_has_no_adapter(tmp_path: Path) -> None:
     assert adapter is None and head.input_dim == 4
 
 
-def run_tiny_finetune(
-    model_dir: Path, tmp_path: Path, *, epochs: int = 3, resume: bool = False, top_layers: int = 1
-) -> tuple[Adapter, dict[str, float]]:
-    model, tokenizer = load_base(model_dir)
-    rng = np.random.default_rng(0)
-    head = Head(w2=rng.normal(size=(3, 32)).astype(np.float32), b2=np.zeros(3, np.float32))
-    settings = FinetuneSettings(
-        top_layers=top_layers, rank=4, epochs=epochs, batch_size=4, max_length=16, lr=1e-2, head_lr=1e-2
-    )
-    return finetune(
-        model,
-        tokenizer,
-        head,
-        train=[("train.tsv", TEXTS * 4, np.tile(LABELS, 4))],
-        val=[("val.tsv", TEXTS, LABELS)],
-        cache_dir=tmp_path / "cache",
-        encoder_tag="tiny",
-        settings=settings,
-        checkpoint_path=tmp_path / "adapter.npz",
-        resume=resume,
-    )
-
-
 def test_finetune__an_interrupted_run_resumes_where_it_stopped_and_ends_as_an_uninterrupted_one(
     tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -124,7 +111,7 @@ def test_finetune__an_interrupted_run_resumes_where_it_stopped_and_ends_as_an_un
     monkeypatch.setattr(ft, "progress", interrupt_in_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         run_tiny_finetune(tiny_model_dir, tmp_path / "resumed")
-    assert (tmp_path / "resumed" / "adapter.state.pt").exists(), "epoch 1's state was saved"
+    assert (tmp_path / "resumed" / "checkpoint" / "adapter.state.pt").exists(), "epoch 1's state was saved"
     epochs_run: list[str] = []
 
     def record(items: Any, **kwargs: Any) -> Any:
