@@ -4,7 +4,25 @@ from __future__ import annotations
 
 import signal
 import subprocess
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+
+def start_kulak_run(cmd: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen[str]:
+    """Start ``cmd`` (a `kulak run`) with pipes, Ctrl-C reaching it as it would from a terminal.
+
+    A test run started in the background of a non-interactive shell (``cmd &`` in a CI script)
+    inherits SIGINT as ignored, and Python then never turns it into KeyboardInterrupt; the child
+    gets the default disposition back before it starts.
+    """
+    return subprocess.Popen(
+        list(cmd),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(env),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 @dataclass(frozen=True)

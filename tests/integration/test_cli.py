@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from kulak.cli import main
-from tests.processes import first_round_then_ctrl_c
+from tests.processes import first_round_then_ctrl_c, start_kulak_run
 
 ROW = {
     "id": "e1",
@@ -128,8 +127,7 @@ def test_run__scheduled_run_collects_then_stops_cleanly_on_ctrl_c(
     env = {**os.environ, "KULAK_DEMO_POSTS_PER_HOUR": "4", "KULAK_SCHEDULE_JITTER_SECONDS": "0"}
     data = tmp_path / "data"
     cmd = [sys.executable, "-m", "kulak", "--data-dir", str(data), "--model", str(tiny_model_dir), "run"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    run = first_round_then_ctrl_c(proc)
+    run = first_round_then_ctrl_c(start_kulak_run(cmd, env))
     assert any("new mentions stored" in line for line in run.first_round), run.first_round
     assert run.returncode == 0, run.err
     assert "kulak stopped cleanly." in run.out

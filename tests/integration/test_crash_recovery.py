@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from storage.models import CursorRow, MentionBrandRow, MentionRow
 from tests.fakeplatform.core import FakePlatform, Reply, Request
 from tests.fakeplatform.hackernews import SEARCH_PATH, FakeHackerNews, HNItem
-from tests.processes import first_round_then_ctrl_c
+from tests.processes import first_round_then_ctrl_c, start_kulak_run
 
 T0 = int(datetime(2026, 11, 2, 9, 0, tzinfo=UTC).timestamp())
 
@@ -66,7 +66,7 @@ max_pages = 5
 def _start(config: Path, model: Path) -> subprocess.Popen[str]:
     cmd = [sys.executable, "-m", "kulak", "--config", str(config), "--model", str(model), "run"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return start_kulak_run(cmd, env)
 
 
 def _counts(engine: Engine) -> tuple[int, int, int, int]:
