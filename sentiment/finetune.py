@@ -426,11 +426,12 @@ def finetune(
 
     best: tuple[float, Adapter, dict[str, float]] | None = None
     fingerprint = _fingerprint(encoder_tag, settings, train, val)
-    state_path = checkpoint_path.with_suffix(".state.pt") if checkpoint_path is not None else None
     first = 0
-    if resume and state_path is not None:
-        first, best_epoch = _load_state(state_path, fingerprint, lora, net, opt, sched, rng)
-        best_path = state_path.with_suffix("").with_suffix(f".epoch{best_epoch}.npz")
+    if resume and checkpoint_path is not None:
+        first, best_epoch = _load_state(
+            checkpoint_path.with_suffix(".state.pt"), fingerprint, lora, net, opt, sched, rng
+        )
+        best_path = checkpoint_path.with_suffix(f".epoch{best_epoch}.npz")
         if not best_path.exists():
             raise ModelError(f"The saved fine-tune's best epoch so far ({best_path}) is missing; run without --resume.")
         best_adapter = Adapter.load(best_path)
@@ -477,9 +478,10 @@ def finetune(
         adapter = Adapter(arrays=lora.arrays(), scale=lora.scale, head=_head_from_module(net), meta=meta)
         if best is None or mean > best[0]:
             best = (mean, adapter, per_file)
-        if checkpoint_path is not None and state_path is not None:
+        if checkpoint_path is not None:
             adapter.save(checkpoint_path.with_suffix(f".epoch{epoch + 1}.npz"))
-            _save_state(state_path, fingerprint, epoch + 1, int(best[1].meta["epoch"]), lora, net, opt, sched, rng)
+            state = checkpoint_path.with_suffix(".state.pt")
+            _save_state(state, fingerprint, epoch + 1, int(best[1].meta["epoch"]), lora, net, opt, sched, rng)
     if best is None:
         raise ModelError("Fine-tuning needs at least one epoch.")
     return best[1], best[2]
