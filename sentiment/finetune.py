@@ -458,7 +458,7 @@ def finetune(
             opt.step()
             sched.step()
             running = 0.98 * running + 0.02 * loss.item() if step > 1 else loss.item()
-            if hasattr(bar, "set_postfix") and step % 20 == 0:
+            if step % 20 == 0:
                 bar.set_postfix(loss=f"{running:.3f}")
             if step % 500 == 0:
                 log.info("epoch %d step %d/%d loss %.4f", epoch + 1, step, steps_per_epoch, running)
