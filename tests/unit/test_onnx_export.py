@@ -29,7 +29,7 @@ def test_ensure_int8_model__an_export_killed_for_memory_says_what_to_do(
         return subprocess.CompletedProcess(args, code)
 
     monkeypatch.setattr(subprocess, "run", killed)
-    with pytest.raises(ModelError, match=r"lack of memory \(it needs about 3.2 GB once\).*model.backend = 'torch'"):
+    with pytest.raises(ModelError, match=r"lack of memory \(it needs about 1.4 GB once\).*model.backend = 'torch'"):
         ensure_int8_model(tmp_path / "checkpoint")
 
 
@@ -78,3 +78,28 @@ def test_outlier_channels__finds_the_one_wide_channel_and_the_split_keeps_the_ou
     assert model.encoder.layer[1].output.dense.in_features == 63, "the channel left the int8-bound product"
     assert model.encoder.layer[0].output.dense.in_features == 64, "other layers are untouched"
     torch.testing.assert_close(run(), before, atol=1e-5, rtol=1e-4)
+
+
+def test_build_int8_model__keeps_word_embeddings_outside_the_graph_and_matches_torch(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    import onnx
+
+    from sentiment.encoder import Encoder
+    from sentiment.onnx_backend import WORD_EMBEDDINGS, OnnxEncoder, build_int8_model
+
+    target = tmp_path / "int8"
+    build_int8_model(tiny_model_dir, target, adapter=None)
+    table = np.load(target / WORD_EMBEDDINGS)
+    reference = Encoder.from_pretrained(tiny_model_dir)
+    vocab = reference.model.config.vocab_size
+    assert table.dtype == np.float16 and table.shape == (vocab, 32)
+    graph = onnx.load(str(target / "model.onnx")).graph
+    assert [i.name for i in graph.input] == ["inputs_embeds", "attention_mask"]
+    assert all(vocab not in i.dims for i in graph.initializer), "the word-embedding table is not in the graph"
+
+    texts = ["great phone", "battery died again", "refund please", "thanks for the help"]
+    int8 = OnnxEncoder(target).embed(texts, batch_size=2)
+    fp32 = reference.embed(texts, batch_size=2)
+    cosines = (int8 * fp32).sum(-1)
+    assert cosines.min() > 0.97, f"the int8 export computes what the torch encoder does ({cosines})"
