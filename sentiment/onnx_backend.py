@@ -197,7 +197,7 @@ def build_int8_model(checkpoint: Path, target: Path, *, adapter: Adapter | None)
     """The export behind :func:`ensure_int8_model`: calibrate, export, quantize into ``target``."""
     try:
         import onnx  # noqa: F401  (torch.onnx.export needs it)
-        from transformers import AutoModel, AutoTokenizer
+        import transformers  # noqa: F401
     except ImportError as exc:
         raise ModelError(f"{INSTALL_HINT} ({exc})") from None
     from sentiment.encoder import quiet_transformers
@@ -205,42 +205,18 @@ def build_int8_model(checkpoint: Path, target: Path, *, adapter: Adapter | None)
     quiet_transformers()
     log.info("exporting %s to ONNX int8 (first use only)", checkpoint.name)
     with progress_bar(total=3, desc="preparing the int8 model (first use only)", unit="step") as bar:
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
-            # Eager attention exports as plain MatMul/Add/Softmax; the default (SDPA) adds mask
-            # handling (Where, IsNaN) that cost about 3% of the int8 speed and computes the same.
-            encoder = AutoModel.from_pretrained(
-                str(checkpoint), add_pooling_layer=False, attn_implementation="eager"
-            ).eval()
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"Cannot load the encoder checkpoint {checkpoint}: {exc}") from None
-        if adapter is not None:
-            adapter.merge_into(encoder)
-        calibration = CALIBRATION_TEXTS.read_text(encoding="utf-8").splitlines()
-        batches = token_batches(tokenizer, calibration, batch_size=32, max_length=128, prefix="query: ")
-        found = outlier_channels(encoder, batches)
-        pooled = _pooled_module(encoder)
-        table = encoder.embeddings.word_embeddings.weight.detach()
-        before = _embed(pooled, table, batches[-1])
-        split_outlier_channels(encoder, found)
-        # The split must not change what the model computes (a transformers upgrade could change
-        # how its layers are wired); checked in fp32, before anything is quantized.
-        cosine = float((before * _embed(pooled, table, batches[-1])).sum(-1).min())
-        if cosine < 0.9999:
-            raise ModelError(
-                f"Preparing the int8 export changed the encoder's output (cosine {cosine:.4f}); "
-                "set model.backend = 'torch' and report this."
-            )
+        tokenizer, encoder, found = _split_encoder(checkpoint, adapter)
         bar.update(1)
         with building(target) as tmp:
+            table = encoder.embeddings.word_embeddings.weight.detach()
             np.save(tmp / WORD_EMBEDDINGS, table.numpy().astype(np.float16))
             sample = tokenizer(["query: a sample text", "query: another one"], padding=True, return_tensors="pt")
             sample_inputs = (table[sample["input_ids"]], sample["attention_mask"])
             # The graph gets word embeddings as input, so the table is not part of the export.
             del table
             encoder.embeddings.word_embeddings.weight = None
-            _export(pooled, sample_inputs, tmp / "fp32.onnx")
-            del encoder, pooled  # the quantizer holds its own copies of the weights: free the torch ones first
+            _export(_pooled_module(encoder), sample_inputs, tmp / "fp32.onnx")
+            del encoder  # the quantizer holds its own copies of the weights: free the torch ones first
             gc.collect()
             bar.update(1)
             _quantize(tmp / "fp32.onnx", tmp / "model.onnx")
@@ -252,6 +228,43 @@ def build_int8_model(checkpoint: Path, target: Path, *, adapter: Adapter | None)
             }
             meta = {"scheme": EXPORT_SCHEME, "word_embeddings": WORD_EMBEDDINGS, "outlier_channels": channels}
             (tmp / "export.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+
+def _split_encoder(checkpoint: Path, adapter: Adapter | None) -> tuple[Any, Any, dict[int, dict[int, float]]]:
+    """``checkpoint``'s tokenizer and encoder, ``adapter`` merged and outlier channels split off.
+
+    Returns the channels found too. The split is checked in fp32 to compute what the merged
+    encoder did; a mismatch is a :class:`ModelError`.
+    """
+    from transformers import AutoModel, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
+        # Eager attention exports as plain MatMul/Add/Softmax; the default (SDPA) adds mask
+        # handling (Where, IsNaN) that cost about 3% of the int8 speed and computes the same.
+        encoder = AutoModel.from_pretrained(
+            str(checkpoint), add_pooling_layer=False, attn_implementation="eager"
+        ).eval()
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"Cannot load the encoder checkpoint {checkpoint}: {exc}") from None
+    if adapter is not None:
+        adapter.merge_into(encoder)
+    calibration = CALIBRATION_TEXTS.read_text(encoding="utf-8").splitlines()
+    batches = token_batches(tokenizer, calibration, batch_size=32, max_length=128, prefix="query: ")
+    found = outlier_channels(encoder, batches)
+    pooled = _pooled_module(encoder)
+    table = encoder.embeddings.word_embeddings.weight.detach()
+    before = _embed(pooled, table, batches[-1])
+    split_outlier_channels(encoder, found)
+    # The split must not change what the model computes (a transformers upgrade could change
+    # how its layers are wired); checked in fp32, before anything is quantized.
+    cosine = float((before * _embed(pooled, table, batches[-1])).sum(-1).min())
+    if cosine < 0.9999:
+        raise ModelError(
+            f"Preparing the int8 export changed the encoder's output (cosine {cosine:.4f}); "
+            "set model.backend = 'torch' and report this."
+        )
+    return tokenizer, encoder, found
 
 
 def _embed(pooled: Any, table: Any, batch: TokenBatch) -> Any:
@@ -328,11 +341,17 @@ class OnnxEncoder:
         self.tokenizer = AutoTokenizer.from_pretrained(str(directory))
         self.prefix, self.max_length = prefix, max_length
         self.dim = int(self.session.get_outputs()[0].shape[-1])
-        meta = json.loads((directory / "export.json").read_text(encoding="utf-8"))
+        try:
+            meta = json.loads((directory / "export.json").read_text(encoding="utf-8"))
+            # Memory-mapped: only the pages of tokens that texts use are read in, and they are
+            # shared between processes scoring with the same export.
+            self.word_embeddings = np.load(directory / meta["word_embeddings"], mmap_mode="r")
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelError(
+                f"The int8 model in {directory} is incomplete or damaged ({exc!r}); delete that directory "
+                "and kulak exports it again on next use."
+            ) from None
         self.outlier_channels: dict[str, dict[str, float]] = meta.get("outlier_channels", {})
-        # Memory-mapped: only the pages of tokens that texts use are read in, and they are shared
-        # between processes scoring with the same export.
-        self.word_embeddings = np.load(directory / meta["word_embeddings"], mmap_mode="r")
 
     @property
     def runtime(self) -> str:

@@ -103,3 +103,7 @@ def test_build_int8_model__keeps_word_embeddings_outside_the_graph_and_matches_t
     fp32 = reference.embed(texts, batch_size=2)
     cosines = (int8 * fp32).sum(-1)
     assert cosines.min() > 0.97, f"the int8 export computes what the torch encoder does ({cosines})"
+
+    (target / WORD_EMBEDDINGS).unlink()
+    with pytest.raises(ModelError, match=r"int8 model in .*int8 is incomplete or damaged.*delete that directory"):
+        OnnxEncoder(target)
