@@ -458,10 +458,8 @@ def finetune(
             opt.step()
             sched.step()
             running = 0.98 * running + 0.02 * loss.item() if step > 1 else loss.item()
-            if step % 20 == 0:
+            if step % 20 == 0:  # the bar, or its log line off a terminal, shows the running loss
                 bar.set_postfix(loss=f"{running:.3f}")
-            if step % 500 == 0:
-                log.info("epoch %d step %d/%d loss %.4f", epoch + 1, step, steps_per_epoch, running)
         per_file = validate()
         mean = float(np.mean(list(per_file.values())))
         log.info("epoch %d: mean validation macro-recall %.4f %s", epoch + 1, mean, per_file)
