@@ -9,10 +9,11 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kulak import __version__
 from kulak.config import Config, iter_settings, load_config
-from kulak.errors import ConfigError, InputFileError, KulakError
+from kulak.errors import ConfigError, InputFileError, KulakError, ModelError
 from kulak.pipeline import (
     RunResult,
     brands_from_config,
@@ -25,6 +26,11 @@ from kulak.pipeline import (
     score_pending,
 )
 from storage.db import safe_url
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from sentiment.finetune import Adapter
 
 log = logging.getLogger("kulak")
 
@@ -374,7 +380,9 @@ def _report_training(scores: dict[str, float], out: Path, what: str) -> int:
 
 
 def _finetune(cfg: Config, args: argparse.Namespace, checkpoint: Path, train: list[Path], val: list[Path]) -> int:
-    from sentiment.finetune import FinetuneSettings, finetune, load_base
+    import numpy as np
+
+    from sentiment.finetune import Adapter, FinetuneSettings, finetune, load_base
     from sentiment.head import Head
     from sentiment.scorer import BUNDLED_ADAPTER, BUNDLED_HEAD
     from sentiment.train import HELD_OUT_FILES, XLMT_LANGUAGES, read_labelled, split_held_out
@@ -389,12 +397,13 @@ def _finetune(cfg: Config, args: argparse.Namespace, checkpoint: Path, train: li
         sets.append(data)
     upsample = {f"{lang}_": 2 for lang in XLMT_LANGUAGES} | {"hu_sst_": 3}
     settings = FinetuneSettings(epochs=args.epochs, top_layers=args.top_layers, upsample=upsample)
+    val_sets = [(s.name, s.texts, np.asarray(s.labels)) for s in vals]
     adapter, scores = finetune(
         model,
         tokenizer,
         Head.load(BUNDLED_HEAD),
         train=[(s.name, s.texts, s.labels) for s in sets],
-        val=[(s.name, s.texts, s.labels) for s in vals],
+        val=val_sets,
         cache_dir=cfg.data_dir / "cache" / "finetune",
         encoder_tag=checkpoint.name,
         settings=settings,
@@ -402,8 +411,62 @@ def _finetune(cfg: Config, args: argparse.Namespace, checkpoint: Path, train: li
         resume=args.resume,
     )
     out = args.output or BUNDLED_ADAPTER
+    before = _previous_adapter(out)
     adapter.save(out)
-    return _report_training(scores, out, "LoRA adapters and head")
+    _report_training(scores, out, "LoRA adapters and head")
+    del model  # the int8 export below runs in a child process that needs about 1.4 GB
+    return _report_int8(checkpoint, Adapter.load(out), before, val_sets, scores)
+
+
+def _previous_adapter(path: Path) -> Adapter | None:
+    """The adapter a fine-tune is about to replace, to compare with; None if there is none."""
+    from sentiment.finetune import Adapter
+
+    try:
+        return Adapter.load(path) if path.is_file() else None
+    except (ModelError, OSError, ValueError, KeyError):
+        return None  # a head-only or foreign file: nothing to compare with
+
+
+def _report_int8(
+    checkpoint: Path,
+    adapter: Adapter,
+    before: Adapter | None,
+    val: Sequence[tuple[str, Sequence[str], np.ndarray]],
+    fp32: dict[str, float],
+) -> int:
+    """Validation on the int8 path that kulak scores with, beside fp32 and the replaced adapter."""
+    import numpy as np
+
+    from sentiment.onnx_backend import int8_validation
+
+    print("checking the adapter on the int8 path (the CPU default; exported once, about 1.4 GB for a minute)")
+    try:
+        int8 = int8_validation(checkpoint, adapter, val)
+        old = int8_validation(checkpoint, before, val) if before is not None else None
+    except ModelError as exc:
+        print(f"int8 check skipped: {exc}")
+        return 0
+    for name, value in int8.items():
+        replaced = f", adapter replaced {old[name]:.4f}" if old else ""
+        print(f"  int8 validation macro-recall {name:<24} {value:.4f} (fp32 {fp32[name]:.4f}{replaced})")
+    mean, fp32_mean = float(np.mean(list(int8.values()))), float(np.mean(list(fp32.values())))
+    cost = (fp32_mean - mean) * 100
+    print(f"mean validation macro-recall: int8 {mean:.4f}, fp32 {fp32_mean:.4f} (int8 costs {cost:.2f} points)")
+    if cost > 1.0:
+        print(
+            "warning: int8 costs this adapter more than 1 point on validation (docs/benchmarks.md); "
+            "check it before shipping it, or score with model.backend = 'torch'."
+        )
+    if old is not None:
+        old_mean = float(np.mean(list(old.values())))
+        print(f"the adapter it replaced: int8 {old_mean:.4f} on the same validation sets")
+        if mean <= old_mean:
+            print(
+                "warning: on the int8 path this adapter is no better than the one it replaced; to keep that one, "
+                "restore the file (for the bundled adapter: git checkout sentiment/assets/sentiment-adapter.npz)."
+            )
+    return 0
 
 
 def _doc_default(value: object) -> str:

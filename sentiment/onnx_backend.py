@@ -31,7 +31,7 @@ from kulak.errors import ModelError
 from kulak.progress import progress, progress_bar
 from sentiment.artifacts import building
 from sentiment.batching import TokenBatch, token_batches
-from sentiment.finetune import Adapter
+from sentiment.finetune import Adapter, validation_recall
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +191,21 @@ def ensure_int8_model(checkpoint: Path, *, adapter: Adapter | None = None) -> Pa
             "Set model.backend = 'torch' to score without it."
         )
     return target
+
+
+def int8_validation(
+    checkpoint: Path, adapter: Adapter, val: Sequence[tuple[str, Sequence[str], np.ndarray]]
+) -> dict[str, float]:
+    """Validation macro-recall of ``adapter`` on the int8 path, the CPU default (exports it once).
+
+    How much int8 costs depends on the adapter (docs/benchmarks.md): a fine-tune's fp32 figures
+    alone do not say how the bundled model will score.
+    """
+    encoder = OnnxEncoder(ensure_int8_model(checkpoint, adapter=adapter))
+    return {
+        name: validation_recall(adapter.head.probabilities(encoder.embed(texts)), np.asarray(labels))
+        for name, texts, labels in val
+    }
 
 
 def build_int8_model(checkpoint: Path, target: Path, *, adapter: Adapter | None) -> None:

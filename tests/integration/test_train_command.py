@@ -72,7 +72,9 @@ def test_train_sentiment__extra_labels_join_the_training_rows(tmp_path: Path, mo
     assert head["train_rows"] == base_rows + extra_rows and head["train_files"][-1] == "labels.tsv"
 
 
-def test_train_sentiment_finetune__extra_labels_and_held_out_validation(tmp_path: Path, model_cache: Path) -> None:
+def test_train_sentiment_finetune__extra_labels_and_held_out_validation(
+    tmp_path: Path, model_cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     root, extra = tmp_path / "data", tmp_path / "labels.tsv"
     base_rows, extra_rows = _data_root(root), _labels_export(extra)
     out = tmp_path / "adapter.npz"
@@ -90,12 +92,20 @@ def test_train_sentiment_finetune__extra_labels_and_held_out_validation(tmp_path
     held_out = 2 + 2  # a tenth of the 18 Hungarian and 16 Turkish rows, rounded
     assert meta["train_rows"] == base_rows + extra_rows - held_out
     assert "hu_sst_train.tsv[held-out]" in meta["val_files"] and "tr_reviews_train.tsv[held-out]" in meta["val_files"]
+    # The new adapter is also scored on the int8 path kulak ships, beside its fp32 figures.
+    first = capsys.readouterr().out
+    assert "int8 validation macro-recall tr_reviews_train.tsv[held-out]" in first
+    assert "mean validation macro-recall: int8 " in first and "the adapter it replaced" not in first
 
     # --resume continues from the saved training state; after the last epoch nothing is left to
     # run and the same adapter comes out. Other settings, or no --finetune, are refused.
     again = tmp_path / "again.npz"
+    again.write_bytes(out.read_bytes())
     assert main([*args, "--extra", str(extra), "--top-layers", "2", "--resume", "-o", str(again)]) == 0
     assert all(np.array_equal(Adapter.load(again).arrays[k], v) for k, v in adapter.arrays.items())
+    # It replaced an adapter (itself), so the two are compared on the int8 path: no better.
+    second = capsys.readouterr().out
+    assert "the adapter it replaced: int8 " in second and "no better than the one it replaced" in second
     assert main([*args, "--extra", str(extra), "--top-layers", "3", "--resume", "-o", str(again)]) == 2
     plain = ["--data-dir", str(model_cache.parent), "train-sentiment", "--data-root", str(root), "--resume"]
     assert main(plain) == 2

@@ -107,3 +107,28 @@ def test_build_int8_model__keeps_word_embeddings_outside_the_graph_and_matches_t
     (target / WORD_EMBEDDINGS).unlink()
     with pytest.raises(ModelError, match=r"int8 model in .*int8 is incomplete or damaged.*delete that directory"):
         OnnxEncoder(target)
+
+
+def test_int8_validation__scores_through_the_adapters_int8_export_and_judges_binary_files_on_two_classes(
+    tiny_model_dir: Path,
+) -> None:
+    from sentiment.finetune import Adapter
+    from sentiment.head import Head
+    from sentiment.onnx_backend import int8_validation
+
+    # A head that ignores the text: neutral first, then positive, then negative. A three-class file
+    # is then all "neutral" (macro-recall 1/3); a negative/positive file, judged on those two
+    # classes only, is all "positive" (1/2), where a plain argmax would say neutral (0).
+    head = Head(w2=np.zeros((3, 32), np.float32), b2=np.array([0.0, 1.0, 0.5], np.float32))
+    adapter = Adapter(
+        arrays={"l1.output.LayerNorm.weight": np.full(32, 0.9, np.float32)}, scale=1.0, head=head, meta={}
+    )
+    texts = ["great phone", "battery died again", "refund please", "thanks for the help"]
+    scores = int8_validation(
+        tiny_model_dir,
+        adapter,
+        [("three.tsv", texts[:3], np.array([0, 1, 2])), ("binary.tsv", texts, np.array([0, 2, 0, 2]))],
+    )
+    assert scores == pytest.approx({"three.tsv": 1 / 3, "binary.tsv": 0.5})
+    export = tiny_model_dir.parent / f"{tiny_model_dir.name}-{adapter.digest}-{EXPORT_SCHEME}"
+    assert (export / "model.onnx").is_file(), "the adapter's own int8 export was built and used"
