@@ -398,7 +398,8 @@ def _finetune(cfg: Config, args: argparse.Namespace, checkpoint: Path, train: li
     upsample = {f"{lang}_": 2 for lang in XLMT_LANGUAGES} | {"hu_sst_": 3}
     settings = FinetuneSettings(epochs=args.epochs, top_layers=args.top_layers, upsample=upsample)
     val_sets = [(s.name, s.texts, np.asarray(s.labels)) for s in vals]
-    adapter, scores = finetune(
+    checkpoint_path = cfg.data_dir / "cache" / "finetune" / "adapter.npz"  # one file per epoch, to compare
+    adapter, _ = finetune(
         model,
         tokenizer,
         Head.load(BUNDLED_HEAD),
@@ -407,15 +408,22 @@ def _finetune(cfg: Config, args: argparse.Namespace, checkpoint: Path, train: li
         cache_dir=cfg.data_dir / "cache" / "finetune",
         encoder_tag=checkpoint.name,
         settings=settings,
-        checkpoint_path=cfg.data_dir / "cache" / "finetune" / "adapter.npz",  # one file per epoch, to compare
+        checkpoint_path=checkpoint_path,
         resume=args.resume,
     )
+    del model  # the int8 exports below run in a child process that needs about 1.4 GB
     out = args.output or BUNDLED_ADAPTER
     before = _previous_adapter(out)
-    adapter.save(out)
-    _report_training(scores, out, "LoRA adapters and head")
-    del model  # the int8 export below runs in a child process that needs about 1.4 GB
-    return _report_int8(checkpoint, Adapter.load(out), before, val_sets, scores)
+    epoch_files = [checkpoint_path.with_suffix(f".epoch{k}.npz") for k in range(1, settings.epochs + 1)]
+    epochs = [Adapter.load(p) for p in epoch_files]
+    chosen = _choose_on_int8(checkpoint, epochs, val_sets, keep=before.digest if before else None)
+    if chosen is None:
+        chosen = adapter  # no int8 path here: the epoch with the best fp32 validation
+    chosen.save(out)
+    _report_training(chosen.meta["validation_macro_recall"], out, "LoRA adapters and head")
+    if before is not None and "int8_validation_macro_recall" in chosen.meta:
+        _compare_with_replaced(checkpoint, before, chosen, val_sets)
+    return 0
 
 
 def _previous_adapter(path: Path) -> Adapter | None:
@@ -428,45 +436,80 @@ def _previous_adapter(path: Path) -> Adapter | None:
         return None  # a head-only or foreign file: nothing to compare with
 
 
-def _report_int8(
+def _mean(scores: dict[str, float]) -> float:
+    return sum(scores.values()) / len(scores)
+
+
+def _choose_on_int8(
     checkpoint: Path,
-    adapter: Adapter,
-    before: Adapter | None,
+    epochs: list[Adapter],
     val: Sequence[tuple[str, Sequence[str], np.ndarray]],
-    fp32: dict[str, float],
-) -> int:
-    """Validation on the int8 path that kulak scores with, beside fp32 and the replaced adapter."""
-    import numpy as np
+    *,
+    keep: str | None,
+) -> Adapter | None:
+    """The epoch with the best mean validation macro-recall on the int8 path kulak scores with.
+
+    How much int8 costs depends on the adapter (docs/benchmarks.md), so the epochs are compared
+    where the bundled model runs. Each epoch is exported once (about 40 s and 1.4 GB); the
+    exports of the epochs not kept are deleted, except the one of the adapter digest ``keep`` (the
+    adapter being replaced, which a running kulak may still use). None when the int8 path is not
+    available here.
+    """
+    import shutil
+    from dataclasses import replace
 
     from sentiment.onnx_backend import int8_validation
 
-    print("checking the adapter on the int8 path (the CPU default; exported once, about 1.4 GB for a minute)")
-    try:
-        int8 = int8_validation(checkpoint, adapter, val)
-        old = int8_validation(checkpoint, before, val) if before is not None else None
-    except ModelError as exc:
-        print(f"int8 check skipped: {exc}")
-        return 0
+    print(f"choosing among {len(epochs)} epoch(s) on the int8 path (the CPU default; each is exported once)")
+    scored = []
+    for adapter in epochs:
+        try:
+            int8, export = int8_validation(checkpoint, adapter, val)
+        except ModelError as exc:
+            print(f"int8 check skipped, keeping the epoch with the best fp32 validation: {exc}")
+            return None
+        fp32 = adapter.meta["validation_macro_recall"]
+        epoch = adapter.meta["epoch"]
+        print(f"  epoch {epoch}: mean validation macro-recall int8 {_mean(int8):.4f}, fp32 {_mean(fp32):.4f}")
+        scored.append((_mean(int8), int8, adapter, export))
+    best_mean, int8, best, export = max(scored, key=lambda s: s[0])
+    for _, _, adapter, other in scored:
+        if other != export and adapter.digest != keep:
+            shutil.rmtree(other, ignore_errors=True)
+    fp32 = best.meta["validation_macro_recall"]
     for name, value in int8.items():
-        replaced = f", adapter replaced {old[name]:.4f}" if old else ""
-        print(f"  int8 validation macro-recall {name:<24} {value:.4f} (fp32 {fp32[name]:.4f}{replaced})")
-    mean, fp32_mean = float(np.mean(list(int8.values()))), float(np.mean(list(fp32.values())))
-    cost = (fp32_mean - mean) * 100
-    print(f"mean validation macro-recall: int8 {mean:.4f}, fp32 {fp32_mean:.4f} (int8 costs {cost:.2f} points)")
+        print(f"  int8 validation macro-recall {name:<24} {value:.4f} (fp32 {fp32[name]:.4f})")
+    cost = (_mean(fp32) - best_mean) * 100
+    print(
+        f"kept epoch {best.meta['epoch']}: int8 {best_mean:.4f}, fp32 {_mean(fp32):.4f} (int8 costs {cost:.2f} points)"
+    )
     if cost > 1.0:
         print(
             "warning: int8 costs this adapter more than 1 point on validation (docs/benchmarks.md); "
             "check it before shipping it, or score with model.backend = 'torch'."
         )
-    if old is not None:
-        old_mean = float(np.mean(list(old.values())))
-        print(f"the adapter it replaced: int8 {old_mean:.4f} on the same validation sets")
-        if mean <= old_mean:
-            print(
-                "warning: on the int8 path this adapter is no better than the one it replaced; to keep that one, "
-                "restore the file (for the bundled adapter: git checkout sentiment/assets/sentiment-adapter.npz)."
-            )
-    return 0
+    meta = {**best.meta, "int8_validation_macro_recall": int8, "selected_on": "int8 validation"}
+    return replace(best, meta=meta)
+
+
+def _compare_with_replaced(
+    checkpoint: Path, before: Adapter, chosen: Adapter, val: Sequence[tuple[str, Sequence[str], np.ndarray]]
+) -> None:
+    """The replaced adapter on the same validation sets and path, with a warning if it was as good."""
+    from sentiment.onnx_backend import int8_validation
+
+    try:
+        old = _mean(int8_validation(checkpoint, before, val)[0])
+    except ModelError as exc:
+        print(f"could not score the replaced adapter on the int8 path: {exc}")
+        return
+    new = _mean(chosen.meta["int8_validation_macro_recall"])
+    print(f"the adapter it replaced: int8 {old:.4f} on the same validation sets (this one: {new:.4f})")
+    if new <= old:
+        print(
+            "warning: on the int8 path this adapter is no better than the one it replaced; to keep that one, "
+            "restore the file (for the bundled adapter: git checkout sentiment/assets/sentiment-adapter.npz)."
+        )
 
 
 def _doc_default(value: object) -> str:

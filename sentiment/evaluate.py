@@ -122,15 +122,17 @@ def _how_built(adapter_meta: Mapping[str, Any] | None) -> list[str]:
     mix = _upsample_text(settings.get("upsample", {}))
     epochs, top = settings["epochs"], settings["top_layers"]
     option = f" --top-layers {top}" if top != FinetuneSettings.top_layers else ""
+    option += f" --epochs {epochs}" if epochs != FinetuneSettings.epochs else ""
+    path = " on the int8 path (the CPU default)" if adapter_meta.get("selected_on") == "int8 validation" else ""
     return [
         *lines,
         f"- Adapters: LoRA rank {settings['rank']} on every linear layer and the LayerNorms of the top {top}",
         f"  encoder layers, trained together with the head, starting from that head, for {epochs} epoch(s)",
         "  over the multilingual training mix" + (f" (upsampled: {mix})" if mix else ""),
         f"  (`kulak train-sentiment --finetune --data-root ../shared/data{option}`). Epoch",
-        f"  {adapter_meta.get('epoch', epochs)} was kept, chosen on the validation files plus a held-out tenth of the",
-        "  Hungarian and Turkish training files. The adapters are merged into the weights at load",
-        "  time, so scoring costs what the base encoder costs.",
+        f"  {adapter_meta.get('epoch', epochs)} was kept, chosen{path} by mean macro-recall over the validation files",
+        "  plus a held-out tenth of the Hungarian and Turkish training files. The adapters are merged",
+        "  into the weights at load time, so scoring costs what the base encoder costs.",
     ]
 
 

@@ -195,17 +195,19 @@ def ensure_int8_model(checkpoint: Path, *, adapter: Adapter | None = None) -> Pa
 
 def int8_validation(
     checkpoint: Path, adapter: Adapter, val: Sequence[tuple[str, Sequence[str], np.ndarray]]
-) -> dict[str, float]:
-    """Validation macro-recall of ``adapter`` on the int8 path, the CPU default (exports it once).
+) -> tuple[dict[str, float], Path]:
+    """Validation macro-recall of ``adapter`` on the int8 path, the CPU default, and its export.
 
     How much int8 costs depends on the adapter (docs/benchmarks.md): a fine-tune's fp32 figures
-    alone do not say how the bundled model will score.
+    alone do not say how the bundled model will score. The export is built once per adapter.
     """
-    encoder = OnnxEncoder(ensure_int8_model(checkpoint, adapter=adapter))
-    return {
+    directory = ensure_int8_model(checkpoint, adapter=adapter)
+    encoder = OnnxEncoder(directory)
+    scores = {
         name: validation_recall(adapter.head.probabilities(encoder.embed(texts)), np.asarray(labels))
         for name, texts, labels in val
     }
+    return scores, directory
 
 
 def build_int8_model(checkpoint: Path, target: Path, *, adapter: Adapter | None) -> None:

@@ -6,6 +6,7 @@ The point is the correction loop: labels exported from kulak go into training wi
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,10 @@ HU = {
     "positive": ["csodálatos alakítás", "nagyon jó film"],
 }
 TR = {"negative": ["berbat bir film", "sıkıcı ve uzun"], "positive": ["harika bir film", "çok güzel oyunculuk"]}
+
+
+def _mean(scores: dict[str, float]) -> float:
+    return sum(scores.values()) / len(scores)
 
 
 def _write(path: Path, rows: list[tuple[str, str]]) -> int:
@@ -78,7 +83,8 @@ def test_train_sentiment_finetune__extra_labels_and_held_out_validation(
     root, extra = tmp_path / "data", tmp_path / "labels.tsv"
     base_rows, extra_rows = _data_root(root), _labels_export(extra)
     out = tmp_path / "adapter.npz"
-    args = ["--data-dir", str(model_cache.parent), "train-sentiment", "--finetune", "--data-root", str(root)]
+    args = ["--data-dir", str(model_cache.parent), "train-sentiment", "--finetune", "--epochs", "2"]
+    args += ["--data-root", str(root)]
 
     assert main([*args, "--top-layers", "13", "-o", str(out)]) == 2
     assert not out.exists()
@@ -92,10 +98,17 @@ def test_train_sentiment_finetune__extra_labels_and_held_out_validation(
     held_out = 2 + 2  # a tenth of the 18 Hungarian and 16 Turkish rows, rounded
     assert meta["train_rows"] == base_rows + extra_rows - held_out
     assert "hu_sst_train.tsv[held-out]" in meta["val_files"] and "tr_reviews_train.tsv[held-out]" in meta["val_files"]
-    # The new adapter is also scored on the int8 path kulak ships, beside its fp32 figures.
+    # Each epoch is scored on the int8 path kulak ships; the best mean there is kept.
     first = capsys.readouterr().out
+    means = [float(m) for m in re.findall(r"epoch \d: mean validation macro-recall int8 ([0-9.]+)", first)]
+    assert len(means) == 2, first
+    kept = means.index(max(means)) + 1
+    assert meta["epoch"] == kept and meta["selected_on"] == "int8 validation"
+    assert _mean(meta["int8_validation_macro_recall"]) == pytest.approx(max(means), abs=1e-4)
+    epoch_file = Adapter.load(model_cache.parent / "cache" / "finetune" / f"adapter.epoch{kept}.npz")
+    assert all(np.array_equal(epoch_file.arrays[k], v) for k, v in adapter.arrays.items())
     assert "int8 validation macro-recall tr_reviews_train.tsv[held-out]" in first
-    assert "mean validation macro-recall: int8 " in first and "the adapter it replaced" not in first
+    assert f"kept epoch {kept}: int8 " in first and "the adapter it replaced" not in first
 
     # --resume continues from the saved training state; after the last epoch nothing is left to
     # run and the same adapter comes out. Other settings, or no --finetune, are refused.

@@ -53,13 +53,15 @@ def test_model_card__describes_the_adapter_from_its_recorded_settings() -> None:
     text = " ".join(card.split())
     assert "LoRA rank 16 on every linear layer and the LayerNorms of the top 6 encoder layers" in text
     assert "for 2 epoch(s) over the multilingual training mix (upsampled: XLM-T files ×2; hu_sst ×3)" in text
-    assert "--finetune --data-root ../shared/data --top-layers 6" in text
-    assert "Epoch 1 was kept" in text
+    assert "--finetune --data-root ../shared/data --top-layers 6 --epochs 2" in text
+    assert "Epoch 1 was kept, chosen by mean macro-recall over the validation files" in text
     assert "Runtime" not in text
     timed = render_model_card([], model="m", command="c", date="d", runtime="ONNX Runtime int8")
     assert "- Runtime of the figures above: ONNX Runtime int8." in timed
     plain = render_model_card([], model="m", command="c", date="d", adapter_meta={"hidden": 512})
     assert "No adapters" in plain and "LoRA" not in plain
-    default = {**settings, "top_layers": FinetuneSettings.top_layers}
-    card = render_model_card([], model="m", command="c", date="d", adapter_meta={"settings": default, "epoch": 2})
-    assert "--finetune --data-root ../shared/data`" in card and "--top-layers" not in card
+    default = {**settings, "top_layers": FinetuneSettings.top_layers, "epochs": FinetuneSettings.epochs}
+    meta = {"settings": default, "epoch": 2, "selected_on": "int8 validation"}
+    card = " ".join(render_model_card([], model="m", command="c", date="d", adapter_meta=meta).split())
+    assert "--finetune --data-root ../shared/data`" in card and "--top-layers" not in card and "--epochs" not in card
+    assert "Epoch 2 was kept, chosen on the int8 path (the CPU default) by mean macro-recall" in card

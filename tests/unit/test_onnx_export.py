@@ -124,11 +124,11 @@ def test_int8_validation__scores_through_the_adapters_int8_export_and_judges_bin
         arrays={"l1.output.LayerNorm.weight": np.full(32, 0.9, np.float32)}, scale=1.0, head=head, meta={}
     )
     texts = ["great phone", "battery died again", "refund please", "thanks for the help"]
-    scores = int8_validation(
+    scores, export = int8_validation(
         tiny_model_dir,
         adapter,
         [("three.tsv", texts[:3], np.array([0, 1, 2])), ("binary.tsv", texts, np.array([0, 2, 0, 2]))],
     )
     assert scores == pytest.approx({"three.tsv": 1 / 3, "binary.tsv": 0.5})
-    export = tiny_model_dir.parent / f"{tiny_model_dir.name}-{adapter.digest}-{EXPORT_SCHEME}"
+    assert export == tiny_model_dir.parent / f"{tiny_model_dir.name}-{adapter.digest}-{EXPORT_SCHEME}"
     assert (export / "model.onnx").is_file(), "the adapter's own int8 export was built and used"
