@@ -49,7 +49,7 @@ class FinetuneSettings:
     rank: int = 16
     alpha: float = 32.0
     max_length: int = 96
-    epochs: int = 3
+    epochs: int = 2
     batch_size: int = 32
     lr: float = 4e-4
     head_lr: float = 1e-3

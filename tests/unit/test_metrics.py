@@ -48,12 +48,13 @@ def test_model_card__describes_the_adapter_from_its_recorded_settings() -> None:
     from sentiment.finetune import FinetuneSettings
 
     upsample = {f"{lang}_": 2 for lang in XLMT} | {"hu_sst_": 3}
-    settings = {"rank": 16, "top_layers": 6, "epochs": 2, "upsample": upsample}
+    settings = {"rank": 16, "top_layers": 6, "epochs": FinetuneSettings.epochs + 1, "upsample": upsample}
+    epochs = FinetuneSettings.epochs + 1
     card = render_model_card([], model="m", command="c", date="d", adapter_meta={"settings": settings, "epoch": 1})
     text = " ".join(card.split())
     assert "LoRA rank 16 on every linear layer and the LayerNorms of the top 6 encoder layers" in text
-    assert "for 2 epoch(s) over the multilingual training mix (upsampled: XLM-T files ×2; hu_sst ×3)" in text
-    assert "--finetune --data-root ../shared/data --top-layers 6 --epochs 2" in text
+    assert f"for {epochs} epoch(s) over the multilingual training mix (upsampled: XLM-T files ×2; hu_sst ×3)" in text
+    assert f"--finetune --data-root ../shared/data --top-layers 6 --epochs {epochs}" in text
     assert "Epoch 1 was kept, chosen by mean macro-recall over the validation files" in text
     assert "Runtime" not in text
     timed = render_model_card([], model="m", command="c", date="d", runtime="ONNX Runtime int8")
