@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import sentiment.onnx_backend
-from kulak.cli import _compare_with_replaced
+from kulak.training import _compare_with_replaced
 from sentiment.finetune import Adapter
 from sentiment.head import Head
 
