@@ -25,6 +25,7 @@ MIN_VALIDATION_GAIN = 0.01
 
 
 def cmd_train(cfg: Config, args: argparse.Namespace) -> int:
+    """Train the sentiment head, or with ``--finetune`` the adapters; prints the validation figures."""
     from sentiment.e5 import ensure_e5_checkpoint
     from sentiment.encoder import Encoder
     from sentiment.scorer import BUNDLED_HEAD
