@@ -15,6 +15,25 @@ from sentiment.batching import token_batches
 log = logging.getLogger(__name__)
 
 
+# The device the GPU code path uses. Tests point it at "cpu" (with CUDA reported available) to run
+# that path, fp16 weights and large batches included, on a machine without a GPU.
+GPU_DEVICE = "cuda"
+
+
+def for_inference(model: Any) -> Any:
+    """Put a model where it runs: fp16 on the GPU when CUDA is available, else fp32 on the CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return model.to(GPU_DEVICE).half()
+    return model
+
+
+def on_gpu(model: Any) -> bool:
+    """True when ``model`` was put on the GPU by :func:`for_inference`."""
+    return bool(next(model.parameters()).device.type == GPU_DEVICE)
+
+
 def quiet_transformers() -> None:
     """Keep transformers' own load reports and progress bars out of kulak's output."""
     from transformers.utils import logging as hf_logging
@@ -40,7 +59,6 @@ class Encoder:
     @classmethod
     def from_pretrained(cls, path: Path | str, *, prefix: str = "query: ", max_length: int = 256) -> Encoder:
         """Load an encoder checkpoint (a local directory or a hub id) without a pooler."""
-        import torch
         from transformers import AutoModel, AutoTokenizer
 
         quiet_transformers()
@@ -49,15 +67,12 @@ class Encoder:
             model = AutoModel.from_pretrained(str(path), add_pooling_layer=False)
         except TypeError:  # encoders without a pooler option
             model = AutoModel.from_pretrained(str(path))
-        model.eval()
-        if torch.cuda.is_available():
-            model = model.to("cuda").half()
-        return cls(model, tokenizer, prefix=prefix, max_length=max_length)
+        return cls(for_inference(model.eval()), tokenizer, prefix=prefix, max_length=max_length)
 
     @property
     def on_gpu(self) -> bool:
         """True when the model runs on CUDA (fp16), where large batches pay off."""
-        return bool(next(self.model.parameters()).is_cuda)
+        return on_gpu(self.model)
 
     @property
     def runtime(self) -> str:

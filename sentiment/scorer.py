@@ -13,7 +13,7 @@ import numpy as np
 from kulak.errors import ModelError
 from kulak.progress import progress
 from sentiment.batching import token_batches
-from sentiment.encoder import Encoder, quiet_transformers
+from sentiment.encoder import Encoder, for_inference, on_gpu, quiet_transformers
 from sentiment.finetune import Adapter
 from sentiment.head import Head
 from sentiment.types import LABELS, Score
@@ -145,7 +145,6 @@ class ClassifierScorer:
     @classmethod
     def from_pretrained(cls, name: str, *, batch_size: int = 32, max_length: int = 256) -> ClassifierScorer:
         """Load a checkpoint; errors say whether the name or the network is the problem."""
-        import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         quiet_transformers()
@@ -157,8 +156,8 @@ class ClassifierScorer:
                 f"Cannot load model {name!r}: {exc}. Give a local checkpoint directory, or a Hugging Face "
                 "model id on a machine with internet access, or 'default' for the bundled model."
             ) from None
-        if torch.cuda.is_available():
-            model = model.to("cuda").half()
+        model = for_inference(model)
+        if on_gpu(model):
             batch_size = max(batch_size, GPU_BATCH_SIZE)
         version = str(getattr(model.config, "_commit_hash", None) or _local_version(Path(name)))
         return cls(model, tokenizer, model_id=name, model_version=version, batch_size=batch_size, max_length=max_length)

@@ -116,6 +116,30 @@ def test_default_model__demo_spike_posts_are_scored_mostly_negative(
     assert share_negative >= 0.7, f"only {share_negative:.0%} of the outage posts scored negative"
 
 
+def test_default_model__gpu_path_runs_fp16_with_large_batches(
+    monkeypatch: pytest.MonkeyPatch, model_cache: Path
+) -> None:
+    """The CUDA code path on the CPU (CUDA reported available, the GPU device pointed at "cpu"):
+    ``auto`` picks torch, the weights become fp16 before the adapter is merged into them, batches
+    grow to 256, and the scores match the fp32 torch path (no fp16 overflow in this model)."""
+    import torch
+
+    import sentiment.encoder
+
+    texts = [*TEXTS, "I absolutely love it, thank you so much!", "Worst service ever, they lost my parcel again."]
+    fp32 = load_default_scorer(model_cache, backend="torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(sentiment.encoder, "GPU_DEVICE", "cpu")
+    gpu = load_default_scorer(model_cache)
+    assert isinstance(gpu.encoder, Encoder) and next(gpu.encoder.model.parameters()).dtype == torch.float16
+    assert gpu.encoder.runtime == "torch, fp16 on CUDA" and gpu.batch_size == 256
+    assert gpu.model_version == fp32.model_version, "the same model, so no rescoring when moving to a GPU"
+    ours, reference = gpu.score(texts), fp32.score(texts)
+    assert [s.label for s in ours] == [s.label for s in reference]
+    for a, b in zip(ours, reference, strict=True):
+        assert (a.negative, a.neutral, a.positive) == pytest.approx((b.negative, b.neutral, b.positive), abs=0.01)
+
+
 def test_bench_score__reports_each_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from kulak.cli import main
 

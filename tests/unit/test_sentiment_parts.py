@@ -140,6 +140,26 @@ def test_classifier_scorer__scores_identical_texts_identically_and_sums_to_one(t
     assert scorer.model_version.startswith("local-")
 
 
+def test_classifier_scorer__gpu_path_runs_fp16_with_large_batches(
+    monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path
+) -> None:
+    """The CUDA code path, run on the CPU: CUDA reported available, the GPU device pointed at "cpu"."""
+    import torch
+
+    import sentiment.encoder
+
+    texts = ["great parcel", "lost parcel", "the delivery is late and broken"]
+    cpu = ClassifierScorer.from_pretrained(str(tiny_model_dir), batch_size=2)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(sentiment.encoder, "GPU_DEVICE", "cpu")
+    gpu = ClassifierScorer.from_pretrained(str(tiny_model_dir), batch_size=2)
+    assert next(gpu.model.parameters()).dtype == torch.float16
+    assert next(cpu.model.parameters()).dtype == torch.float32
+    assert (gpu.batch_size, cpu.batch_size) == (256, 2)
+    for a, b in zip(gpu.score(texts), cpu.score(texts), strict=True):
+        assert a.positive == pytest.approx(b.positive, abs=5e-3) and a.negative == pytest.approx(b.negative, abs=5e-3)
+
+
 def test_classifier_scorer__unknown_model_name_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="Give a local checkpoint directory"):
         ClassifierScorer.from_pretrained(str(tmp_path / "no-such-model"))
